@@ -1,0 +1,54 @@
+"""The single typer app and the helpers every command shares.
+
+User-facing messages and exit codes live only in ``hrseg.cli``: library code raises
+``HrsegError`` subclasses, ``user_errors`` prints them and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+from hrseg.errors import HrsegError
+
+app = typer.Typer(
+    name="hrseg",
+    help="HRNetV2 / HRNetV2+OCR semantic segmentation: models, data, training, evaluation, pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+console = Console()
+
+
+@app.callback()
+def main() -> None:
+    """HRNetV2 / HRNetV2+OCR semantic segmentation (run ``hrseg COMMAND --help``)."""
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ``HrsegError`` into ``error: <message>`` on stderr and exit status 1."""
+    try:
+        yield
+    except HrsegError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Plain log lines on stderr; rank filtering is done by the engine's logger."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )

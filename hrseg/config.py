@@ -1,0 +1,204 @@
+"""Typed configuration: frozen dataclasses filled from plain dicts (YAML), strictly.
+
+One converter, ``from_dict``, turns nested dicts into nested frozen dataclasses. An unknown
+key, a missing required key or a value of the wrong type raises ``ConfigError`` naming the
+source file and the full dotted key path. ``to_dict`` goes back to plain data (for MLflow
+params and the resolved-config artifact). ``apply_overrides`` implements ``--set a.b=value``.
+
+The library never reads ``params.yaml``; callers pass dicts or recipe files explicitly.
+"""
+
+from __future__ import annotations
+
+from hrseg.errors import HrsegError
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(HrsegError):
+    """A configuration value is unknown, missing or of the wrong type."""
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_describe(value)}")
+        return _from_mapping(tp, value, where)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed or type(value) is not type(allowed[allowed.index(value)]):
+            raise ConfigError(f"{where}: expected one of {', '.join(map(repr, allowed))}, got {_describe(value)}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {_describe(value)} matches none of {tp}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            items = [_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+        else:
+            item_type = args[0] if args else Any
+            items = [_convert(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_describe(value)}")
+        key_type, value_type = get_args(tp) or (Any, Any)
+        return {_convert(key_type, k, where): _convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {_describe(value)}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {_describe(value)}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {_describe(value)}")
+        return value
+    if tp is Path:
+        if not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{where}: expected a path, got {_describe(value)}")
+        return Path(value)
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a programming error
+
+
+def _from_mapping(cls: type[T], data: dict, where: str) -> T:
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + str(k) for k in unknown)}; "
+            f"valid keys{' under ' + where if where else ''}: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], prefix + name)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {prefix + name}")
+    return cls(**kwargs)
+
+
+def from_dict(cls: type[T], data: dict, *, source: str | os.PathLike | None = None) -> T:
+    """Build the dataclass ``cls`` from ``data``; errors name ``source`` and the key path."""
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping at the top level, got {_describe(data)}")
+        return _from_mapping(cls, data, "")
+    except ConfigError as exc:
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses -> dicts, tuples -> lists, paths -> strings (YAML/JSON friendly)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping; a syntax error names the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.lr=0.02"`` -> (``"train.lr"``, ``0.02``); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(data: dict, overrides: typing.Iterable[str] | dict[str, Any]) -> dict:
+    """Return a copy of ``data`` with dotted-key overrides applied (``--set train.lr=0.02``).
+
+    Missing intermediate sections are created; validating the keys is ``from_dict``'s job, so a
+    typo fails there with the full key path and the valid keys."""
+    import copy
+
+    result = copy.deepcopy(data)
+    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+    for key, value in items:
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot override {key!r}: {'.'.join(parts[: depth + 1])!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result

@@ -1,0 +1,69 @@
+"""Atomic file output: write to a temporary file in the target directory, fsync, rename.
+
+A reader (or a resumed run) therefore sees either the old file or the complete new one, never
+a truncated one. Used for list files, checkpoints, metrics and every other result we write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success,
+    delete it on error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    binary = "b" in mode
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Pretty, key-sorted JSON with a trailing newline (stable bytes for DVC and git)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def write_image(path: str | os.PathLike, image: Any) -> None:
+    """Write an image (numpy array or PIL image) atomically; the format follows the suffix."""
+    import io as _io
+
+    from PIL import Image
+
+    path = Path(path)
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = _io.BytesIO()
+    pil.save(buffer, format=Image.registered_extensions()[path.suffix.lower()])
+    write_bytes(path, buffer.getvalue())
