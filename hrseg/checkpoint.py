@@ -104,11 +104,13 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if zipfile.is_zipfile(path) or "zip" in reason.lower() or isinstance(exc, EOFError):
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            hint = "it contains pickled Python objects other than tensors; hrseg only loads weights (torch.load weights_only=True)"
+            reason = next((line for line in text.splitlines() if "Unsupported global" in line), reason)
+        elif zipfile.is_zipfile(path) or "zip" in reason.lower() or isinstance(exc, EOFError):
             hint = "the file looks truncated or corrupt (an interrupted download?)"
-        elif "weights_only" in reason or "Unsupported global" in reason:
-            hint = "it contains pickled Python objects other than tensors; only weights are loaded"
         else:
             hint = "not a PyTorch checkpoint"
         raise CheckpointError(f"{path}: cannot read checkpoint ({size} bytes): {hint}. torch.load said: {reason}") from None
