@@ -1,0 +1,122 @@
+"""``hrseg fetch list|get|verify``: the pretrained-weight catalogue and its downloader.
+
+A sub-app, so that ``list`` and ``verify`` can never be mistaken for weight names. The work is
+done by ``hrseg.fetch`` (``fetch_many``, ``verify``); these commands parse options and print.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.errors import HrsegError
+
+fetch_app = typer.Typer(
+    name="fetch",
+    help="Pretrained weights: list the catalogue, download (resumable, verified), verify.",
+    no_args_is_help=True,
+)
+app.add_typer(fetch_app, name="fetch")
+
+_KINDS = ("imagenet", "segmentation")
+
+
+def _ensure_logging() -> None:
+    """Plain log lines on stderr unless the caller (a test, an embedding program) set logging up."""
+    if not logging.getLogger().handlers:
+        setup_logging()
+
+
+@fetch_app.command("list")
+def list_cli(
+    kind: Annotated[str | None, typer.Option(help="Only 'imagenet' or only 'segmentation' entries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
+) -> None:
+    """Show the catalogue: name, kind, dataset, model, expected result, file name."""
+    from hrseg.fetch import CATALOGUE
+
+    with user_errors():
+        if kind is not None and kind not in _KINDS:
+            raise HrsegError(f"--kind {kind!r}: expected one of {', '.join(_KINDS)}")
+    entries = [e for e in CATALOGUE.values() if kind is None or e.kind == kind]
+    if as_json:
+        console.print_json(json.dumps([{**dataclasses.asdict(e), "model": e.model} for e in entries]))
+        return
+    table = Table(caption="download: 'auto' = confirmed URL; 'by hand' = get it yourself, then --from PATH")
+    table.add_column("name", no_wrap=True)
+    for column in ("kind", "dataset", "model", "expected", "file", "download"):
+        table.add_column(column)
+    for e in entries:
+        expected = str(e.expected) if e.expected else "-"
+        table.add_row(e.name, e.kind, e.dataset, e.model, expected, e.filename, "auto" if e.urls else "by hand")
+    console.print(table)
+
+
+@fetch_app.command("get")
+def get_cli(
+    names: Annotated[list[str], typer.Argument(help="Catalogue names (see 'hrseg fetch list').")],
+    dest: Annotated[Path, typer.Option(help="Directory for the weights.")] = Path("pretrained"),
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(help="Directory, file:// or http(s):// base URL holding the files by name; repeatable, tried first."),
+    ] = None,
+    sha256: Annotated[str | None, typer.Option(help="Pin the expected sha256 (one NAME only).")] = None,
+    from_path: Annotated[
+        str | None, typer.Option("--from", help="Import this downloaded file (or URL) instead (one NAME only).")
+    ] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Extra attempts per HTTP source after a transient failure.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Network timeout in seconds.")] = 30.0,
+    progress: Annotated[bool, typer.Option(help="Progress bar on a terminal, log lines otherwise.")] = True,
+) -> None:
+    """Download, verify (sha256) and place weights; prints the path of each file.
+
+    Sources: --from, else each --mirror, then $HRSEG_WEIGHTS_MIRROR, then the catalogue URLs.
+    """
+    from hrseg.fetch import fetch_many
+
+    _ensure_logging()
+    with user_errors():
+        paths = fetch_many(
+            names, dest, mirrors=mirror or (), sha256=sha256, source=from_path,
+            retries=retries, timeout=timeout, progress=progress,
+        )
+    for path in paths:
+        console.print(str(path), highlight=False, soft_wrap=True)
+
+
+@fetch_app.command("verify")
+def verify_cli(
+    dest: Annotated[Path, typer.Option(help="Directory holding the weights.")] = Path("pretrained"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Re-hash the weights in DEST against the catalogue and the recorded hashes.
+
+    Exit status 1 if any file's sha256 differs from what is expected.
+    """
+    from hrseg.fetch import verify
+
+    with user_errors():
+        results = verify(dest)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(r) for r in results]))
+    elif not results:
+        console.print(f"no weight files in {dest}", highlight=False)
+    else:
+        table = Table(title=f"weights in {dest}")
+        table.add_column("file", no_wrap=True)
+        for column in ("name", "status", "sha256", "expected from"):
+            table.add_column(column)
+        for r in results:
+            style = {"ok": "green", "mismatch": "bold red", "missing": "yellow"}.get(r.status, "")
+            shown = r.actual[:16] + "…" if r.actual else "-"
+            table.add_row(r.filename, r.name or "-", f"[{style}]{r.status}[/]" if style else r.status, shown, r.basis)
+        console.print(table)
+    if any(r.status == "mismatch" for r in results):
+        raise typer.Exit(1)
