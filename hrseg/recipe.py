@@ -50,6 +50,7 @@ class LossConfig:
 class TrainConfig:
     epochs: int = 484
     batch_size: int = 3  # per process (official BATCH_SIZE_PER_GPU)
+    accumulate_steps: int = 1  # batches per optimizer step (emulates more processes)
     lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False

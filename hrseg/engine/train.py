@@ -1,0 +1,574 @@
+"""The training loop: ``train(recipe, out_dir)``, read top to bottom.
+
+Order of the functions = order in which they run: model and numerics, ``evaluate`` (per-epoch
+single-scale validation), ``train_one_epoch``, checkpoint writing, and ``train`` itself, which
+is the whole story. Data loading lives in ``hrseg.engine.data``, progress and result files in
+``hrseg.engine.report``. State is passed as arguments; there is no trainer
+object. ``model`` is what we call (possibly DDP-wrapped), ``model_without_ddp`` the module.
+
+Protocol (official.md section 6): SGD + poly LR stepped after every optimizer step, per-epoch
+validation on ``data.val_split`` (single scale, no flip), ``best.pth`` by validation mIoU,
+``final.pth`` at the end; optional extra (trainval) epochs with a fresh poly decay.
+
+Outputs in ``out_dir``: ``checkpoint.pth`` (latest, resumable), ``best.pth``, ``final.pth``,
+``metrics.json`` (final scalars), ``log.csv`` (one row per epoch), ``recipe.yaml`` (the resolved
+recipe), ``curve.png`` and ``overlays/*.png`` (also logged to MLflow). Everything is written
+atomically through ``hrseg.io`` by rank 0.
+
+Resuming: ``train(..., resume=True)`` continues from ``checkpoint.pth`` when it exists --
+mid-epoch checkpoints included (the sampler skips the batches already seen). With
+``train.deterministic`` on CPU a resumed run ends with exactly the weights of an uninterrupted
+one (data augmentation is a function of (seed, epoch, index); RNG states of every rank are in
+the checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hrseg import io
+from hrseg.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
+from hrseg.config import ConfigError
+from hrseg.engine.data import build_datasets, steps_in_epoch, train_loader, val_loader
+from hrseg.engine.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, wrap_model
+from hrseg.engine.losses import SegmentationLoss
+from hrseg.engine.optim import build_optimizer, set_lr
+from hrseg.engine.report import Progress, start_run_tracking, training_curve, write_log_csv, write_overlays
+from hrseg.engine.schedule import Schedule, build_schedule
+from hrseg.engine.state import check_resumable, rng_state, seed_everything, set_rng_state
+from hrseg.errors import HrsegError
+from hrseg.models.segmentation import build_model_from_config
+from hrseg.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pth"
+BEST = "best.pth"
+FINAL = "final.pth"
+
+
+class NonFiniteLossError(HrsegError):
+    """The loss became NaN or infinite (``train.nonfinite_loss: stop``)."""
+
+
+# --------------------------------------------------------------------------------------
+# Model, loss, numerics
+# --------------------------------------------------------------------------------------
+
+
+def dataset_spec(recipe: Recipe) -> Any:
+    from hrseg.data import get_spec
+
+    return get_spec(recipe.data.dataset)
+
+
+def check_recipe(recipe: Recipe, info: DistInfo, num_classes: int) -> None:
+    cfg = recipe.train
+    if recipe.model.num_classes != num_classes:
+        raise ConfigError(
+            f"model.num_classes is {recipe.model.num_classes} but dataset {recipe.data.dataset!r} has {num_classes} classes"
+        )
+    if cfg.batch_size < 1 or cfg.accumulate_steps < 1:
+        raise ConfigError(f"train.batch_size ({cfg.batch_size}) and train.accumulate_steps ({cfg.accumulate_steps}) must be >= 1")
+    if cfg.amp == "fp16" and info.device.type != "cuda":
+        raise ConfigError("train.amp: fp16 needs CUDA (a GradScaler); use bf16 or none on CPU")
+    if cfg.amp == "bf16" and info.device.type == "cpu":
+        log.warning("train.amp=bf16 on CPU: supported but usually much slower than fp32")
+
+
+def build_training_model(recipe: Recipe) -> nn.Module:
+    """The model of the recipe, initialised with ``train.pretrained`` when given."""
+    model = build_model_from_config(recipe.model)
+    pretrained = recipe.train.pretrained
+    if pretrained is not None:
+        if not Path(pretrained).is_file():
+            raise ConfigError(
+                f"train.pretrained: {pretrained} does not exist; download it (hrseg fetch) or start from random "
+                "weights with --set train.pretrained=null"
+            )
+        report = load_checkpoint(model, pretrained)
+        log.info("%s", report.summary())
+    return model
+
+
+@contextlib.contextmanager
+def numerics(recipe: Recipe, info: DistInfo) -> Iterator[None]:
+    """Deterministic algorithms and cuDNN autotuning for the duration of training."""
+    deterministic = recipe.train.deterministic
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    if deterministic and info.device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # CUDA's bilinear-upsampling backward has no deterministic kernel: warn instead of raising
+    torch.use_deterministic_algorithms(deterministic, warn_only=info.device.type == "cuda")
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[1], previous[2]
+
+
+def autocast(recipe: Recipe, info: DistInfo) -> contextlib.AbstractContextManager:
+    amp = recipe.train.amp
+    if amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(info.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _to_device(batch: dict, info: DistInfo, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    image = batch["image"].to(info.device, non_blocking=True)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    return image, batch["label"].to(info.device, non_blocking=True).long()
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, recipe: Recipe, info: DistInfo, ignore_label: int) -> dict[str, Any]:
+    """Single-scale validation as in the official loop: main logits bilinearly resized to the
+    label size, argmax, confusion matrix summed over ranks. Validation images padded by the
+    dataset (``pad`` = bottom/right pixels) have the padding cropped first, as in testval."""
+    from hrseg.evaluation.metrics import ConfusionMatrix
+
+    model.eval()
+    if info.distributed:
+        # every rank evaluates with rank 0's BatchNorm statistics (DDP syncs them only at forward)
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+    cm = ConfusionMatrix(recipe.model.num_classes, device=info.device)
+    align = getattr(model, "align_corners", recipe.model.align_corners)
+    for batch in loader:
+        image, label = _to_device(batch, info, recipe.train.channels_last)
+        with autocast(recipe, info):
+            logits = model(image)["out"].float()
+        pads = batch.get("pad")
+        if pads is None or not bool(torch.as_tensor(pads).any()):
+            logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=align)
+            cm.update(logits.argmax(1), label, ignore_label)
+            continue
+        full = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=align)
+        for i, (pad_h, pad_w) in enumerate(torch.as_tensor(pads).tolist()):
+            one = full[i : i + 1, :, : full.shape[-2] - pad_h, : full.shape[-1] - pad_w]
+            one = F.interpolate(one, size=label.shape[-2:], mode="bilinear", align_corners=align)
+            cm.update(one.argmax(1)[0], label[i], ignore_label)
+    cm.all_reduce()
+    return cm.compute()
+
+
+# --------------------------------------------------------------------------------------
+# One epoch
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    """Where training stands: the next (epoch, step) to run, total steps done, the running
+    epoch's loss sum/count, best validation mIoU, and the per-epoch history."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_miou: float = -1.0
+    best_epoch: int = -1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: SegmentationLoss,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loader: DataLoader,
+    schedule: Schedule,
+    recipe: Recipe,
+    info: DistInfo,
+    pos: Position,
+    steps: int,
+    *,
+    progress: Progress,
+    tracker: Any,
+    save: Any,
+) -> None:
+    """Run the optimizer steps ``pos.step .. steps - 1`` of ``pos.epoch``; updates ``pos``.
+
+    ``save(pos)`` is called every ``train.checkpoint_every`` global steps (mid-epoch checkpoints)."""
+    cfg = recipe.train
+    accumulate = cfg.accumulate_steps
+    model.train()
+    batches = iter(loader)
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    images_per_step = cfg.batch_size * accumulate * info.world_size
+    for step in range(pos.step, steps):
+        loss_sum = torch.zeros((), device=info.device)
+        for micro in range(accumulate):
+            batch = next(batches)
+            image, label = _to_device(batch, info, cfg.channels_last)
+            sync = micro == accumulate - 1 or not hasattr(model, "no_sync")
+            with contextlib.nullcontext() if sync else model.no_sync():
+                with autocast(recipe, info):
+                    outputs = model(image)
+                loss = criterion(outputs, label)
+                scaler.scale(loss / accumulate).backward()
+            loss_sum += loss.detach()
+        # one small collective per step: mean loss over ranks + "any rank non-finite"
+        stats = torch.stack([loss_sum / accumulate, (~torch.isfinite(loss_sum)).float()])
+        stats = all_reduce_sum(stats, info).tolist()
+        step_loss, nonfinite = stats[0] / info.world_size, stats[1] > 0
+        if nonfinite:
+            where = f"epoch {pos.epoch + 1}, iteration {step + 1} of the epoch (global iteration {pos.global_step + 1})"
+            if cfg.nonfinite_loss == "stop":
+                raise NonFiniteLossError(
+                    f"the loss is {step_loss} at {where}; lower train.lr, check the data, or set "
+                    "train.nonfinite_loss=skip to skip such steps"
+                )
+            log.warning("non-finite loss (%s) at %s: step skipped", step_loss, where)
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            pos.loss_sum += step_loss
+            pos.loss_count += 1
+            window_loss += step_loss
+            window_steps += 1
+        lr = schedule.lr_after_step(pos.epoch, step)
+        set_lr(optimizer, lr, cfg.head_lr_mult)
+        pos.step = step + 1
+        pos.global_step += 1
+
+        log_now = pos.global_step % max(1, cfg.log_every) == 0 or step == steps - 1
+        if log_now or progress.bar is not None:
+            elapsed = max(time.perf_counter() - window_start, 1e-9)
+            ips = images_per_step * max(window_steps, 1) / elapsed
+            mean_loss = window_loss / window_steps if window_steps else float("nan")
+            progress.update(pos.epoch, step, steps, mean_loss, lr, ips, log_line=log_now)
+            if log_now:
+                if window_steps:
+                    tracker.log_metrics({"train/loss": mean_loss, "train/lr": lr, "train/images_per_s": ips}, step=pos.global_step)
+                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        if cfg.checkpoint_every > 0 and pos.global_step % cfg.checkpoint_every == 0 and pos.step < steps:
+            save(pos)
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints and result files
+# --------------------------------------------------------------------------------------
+
+
+def _gather_rng(info: DistInfo) -> list[dict[str, Any]]:
+    state = rng_state(info.device)
+    if not info.distributed:
+        return [state]
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * info.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def training_checkpoint(
+    model_without_ddp: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    recipe: Recipe,
+    info: DistInfo,
+    pos: Position,
+    rng: list[dict[str, Any]],
+    run_id: str | None,
+) -> dict[str, Any]:
+    return make_checkpoint(
+        model_without_ddp,
+        recipe.model,
+        position={"epoch": pos.epoch, "step": pos.step, "global_step": pos.global_step},
+        optimizer=optimizer.state_dict(),
+        scaler=scaler.state_dict() if scaler.is_enabled() else None,
+        rng=rng,
+        sampler_epoch=pos.epoch,
+        epoch_loss=[pos.loss_sum, pos.loss_count],
+        history=[dict(row) for row in pos.history],
+        best={"miou": pos.best_miou, "epoch": pos.best_epoch},
+        mlflow_run_id=run_id,
+        recipe=recipe.to_dict(),
+        world_size=info.world_size,
+    )
+
+
+def restore_position(ckpt: dict[str, Any]) -> Position:
+    p = ckpt["position"]
+    loss_sum, loss_count = ckpt.get("epoch_loss", [0.0, 0])
+    best = ckpt.get("best", {})
+    return Position(
+        epoch=int(p["epoch"]),
+        step=int(p["step"]),
+        global_step=int(p["global_step"]),
+        loss_sum=float(loss_sum),
+        loss_count=int(loss_count),
+        best_miou=float(best.get("miou", -1.0)),
+        best_epoch=int(best.get("epoch", -1)),
+        history=[dict(r) for r in ckpt.get("history", [])],
+    )
+
+
+# --------------------------------------------------------------------------------------
+# train()
+# --------------------------------------------------------------------------------------
+
+
+def train(
+    recipe: Recipe,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = True,
+    device: str | None = None,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
+    run_name: str | None = None,
+    profile: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``recipe``, writing checkpoints and results to ``out_dir``; return the final metrics.
+
+    Runs as a plain process (CPU or one GPU) or under torchrun (one process per GPU; NCCL on
+    CUDA, gloo on CPU). ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+    ``resume``: continue from ``out_dir/checkpoint.pth`` when present. ``tracking``: log to
+    MLflow on rank 0 (``tracking_uri`` or the default store; failures only warn); ``run_name``,
+    ``profile`` (tag ``hrseg.profile``) and extra ``tags`` describe the MLflow run."""
+    info = init_distributed(device)
+    try:
+        with rank_zero_logging(info.rank), numerics(recipe, info):
+            return _train(
+                recipe, Path(out_dir), info,
+                resume=resume, tracking=tracking, tracking_uri=tracking_uri, run_name=run_name, profile=profile, tags=tags,
+            )  # fmt: skip
+    finally:
+        cleanup(info)
+
+
+def _train(
+    recipe: Recipe,
+    out: Path,
+    info: DistInfo,
+    *,
+    resume: bool,
+    tracking: bool,
+    tracking_uri: str | None,
+    run_name: str | None,
+    profile: str | None,
+    tags: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    cfg = recipe.train
+    spec = dataset_spec(recipe)
+    check_recipe(recipe, info, spec.num_classes)
+
+    # --- resume point
+    ckpt_path = out / CHECKPOINT
+    ckpt = None
+    if resume and ckpt_path.is_file():
+        ckpt = read_checkpoint(ckpt_path)
+        check_resumable(ckpt, recipe.to_dict(), info.world_size, str(ckpt_path))
+        log.info("resuming from %s (epoch %d, iteration %d of the epoch)", ckpt_path, ckpt["position"]["epoch"] + 1, ckpt["position"]["step"])
+    elif not resume and ckpt_path.is_file():
+        log.info("--no-resume: ignoring %s and starting afresh", ckpt_path)
+
+    # --- data and schedule
+    seed_everything(cfg.seed)
+    sets = build_datasets(recipe, cfg.seed)
+    schedule = build_schedule(
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        train_samples=len(sets["train"]),  # type: ignore[arg-type]
+        batch_size=cfg.batch_size,
+        world_size=info.world_size,
+        accumulate=cfg.accumulate_steps,
+        power=cfg.poly_power,
+        train_split=recipe.data.train_split,
+        extra_epochs=cfg.extra_epochs,
+        extra_lr=cfg.extra_lr,
+        extra_samples=len(sets["extra"]) if "extra" in sets else 0,  # type: ignore[arg-type]
+        extra_split=cfg.extra_split,
+    )
+    for phase in schedule.phases:
+        log.info(
+            "phase %s: epochs %d-%d on %s, %d iterations/epoch (batch %d x %d process(es) x %d accumulation), base LR %g",
+            phase.name, phase.first_epoch + 1, phase.end_epoch, phase.split, phase.iters_per_epoch,
+            cfg.batch_size, info.world_size, cfg.accumulate_steps, phase.base_lr,
+        )  # fmt: skip
+
+    # --- model, loss, optimizer
+    model_without_ddp = build_training_model(recipe) if ckpt is None else build_model_from_config(recipe.model)
+    if ckpt is not None:
+        model_without_ddp.load_state_dict(ckpt["model"], strict=True)
+    model_without_ddp.to(info.device)
+    if cfg.channels_last:
+        model_without_ddp.to(memory_format=torch.channels_last)
+    model = wrap_model(model_without_ddp, info, sync_bn=cfg.sync_bn)
+    model_without_ddp = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    criterion = SegmentationLoss(cfg.loss, num_classes=spec.num_classes, ignore_label=spec.ignore_label, align_corners=model_without_ddp.align_corners).to(info.device)
+    optimizer = build_optimizer(model_without_ddp, cfg)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=cfg.amp == "fp16" and info.device.type == "cuda")
+    pos = Position()
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
+        pos = restore_position(ckpt)
+
+    # --- tracking (rank 0) and run files
+    tracker = start_run_tracking(
+        recipe, info, enabled=tracking, uri=tracking_uri, run_id=ckpt.get("mlflow_run_id") if ckpt else None, run_name=run_name, profile=profile, tags=tags
+    )
+    if info.is_main:
+        import yaml
+
+        out.mkdir(parents=True, exist_ok=True)
+        io.write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        tracker.log_dict(recipe.to_dict(), "config/recipe.yaml")
+
+    def save(p: Position) -> None:
+        rng = _gather_rng(info)  # a collective: every rank takes part
+        if info.is_main:
+            io.torch_save(training_checkpoint(model_without_ddp, optimizer, scaler, recipe, info, p, rng, tracker.run_id), ckpt_path)
+            log.info("checkpoint: epoch %d, iteration %d of the epoch -> %s", p.epoch + 1, p.step, ckpt_path)
+
+    # RNG last: building the model above consumed random numbers
+    seed_everything(cfg.seed + info.rank)
+    if ckpt is not None:
+        states = ckpt.get("rng") or []
+        if len(states) == info.world_size:
+            set_rng_state(states[info.rank], info.device)
+        else:
+            log.warning("checkpoint has no RNG state for rank %d; dropout masks will differ from an uninterrupted run", info.rank)
+
+    progress = Progress(info.is_main, schedule.total_epochs)
+    status = "FAILED"
+    try:
+        val_loader_ = val_loader(sets["val"], recipe, info)
+        while pos.epoch < schedule.total_epochs:
+            epoch = pos.epoch
+            phase = schedule.phase(epoch)
+            dataset = sets["train" if phase.name == "train" else "extra"]
+            steps = steps_in_epoch(dataset, recipe, info)
+            loader = train_loader(dataset, recipe, info, epoch, pos.step)
+            progress.start_epoch(epoch, steps, pos.step)
+            started = time.perf_counter()
+            train_one_epoch(
+                model, criterion, optimizer, scaler, loader, schedule, recipe, info, pos, steps,
+                progress=progress, tracker=tracker, save=save,
+            )  # fmt: skip
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "phase": phase.name,
+                "iteration": pos.global_step,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_loss": pos.loss_sum / pos.loss_count if pos.loss_count else None,
+                "val_miou": None,
+                "val_pixel_acc": None,
+                "val_mean_acc": None,
+            }
+            last = epoch + 1 == schedule.total_epochs
+            if (epoch + 1) % max(1, cfg.validate_every) == 0 or last:
+                metrics = evaluate(model_without_ddp, val_loader_, recipe, info, spec.ignore_label)
+                row.update(val_miou=metrics["miou"], val_pixel_acc=metrics["pixel_acc"], val_mean_acc=metrics["mean_acc"])
+                tracker.log_metrics({"val/miou": metrics["miou"], "val/pixel_acc": metrics["pixel_acc"], "val/mean_acc": metrics["mean_acc"]}, step=epoch + 1)
+                if metrics["miou"] > pos.best_miou:
+                    pos.best_miou, pos.best_epoch = metrics["miou"], epoch + 1
+                    if info.is_main:
+                        io.torch_save(make_checkpoint(model_without_ddp, recipe.model, recipe=recipe.to_dict(), epoch=epoch + 1, metrics=_scalars(metrics)), out / BEST)
+                    if info.is_main and metrics.get("iou") is not None:
+                        io.write_json(out / "best_val_iou.json", {"epoch": epoch + 1, "miou": metrics["miou"], "iou": metrics["iou"]})
+                log.info("epoch %d/%d: train loss %s, val mIoU %.4f (best %.4f, epoch %d)", epoch + 1, schedule.total_epochs, _fmt(row["train_loss"]), metrics["miou"], pos.best_miou, pos.best_epoch)
+            else:
+                log.info("epoch %d/%d: train loss %s", epoch + 1, schedule.total_epochs, _fmt(row["train_loss"]))
+            row["epoch_time_s"] = round(time.perf_counter() - started, 3)
+            if row["train_loss"] is not None:
+                tracker.log_metrics({"train/epoch_loss": row["train_loss"]}, step=epoch + 1)
+            pos.history.append(row)
+            pos.epoch, pos.step, pos.loss_sum, pos.loss_count = epoch + 1, 0, 0.0, 0
+            if info.is_main:
+                write_log_csv(out / "log.csv", pos.history)
+            save(pos)
+        progress.close()
+        result = finish(model_without_ddp, recipe, info, pos, sets["val"], spec, out, tracker)
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        progress.close()
+        tracker.close(status)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_set: Dataset, spec: Any, out: Path, tracker: Any) -> dict[str, Any]:
+    """final.pth, metrics.json, log.csv, curve and overlays (rank 0); MLflow artifacts and
+    checkpoint references."""
+    last = next((r for r in reversed(pos.history) if r.get("val_miou") is not None), {})
+    metrics = {
+        "best_miou": pos.best_miou if pos.best_epoch > 0 else None,
+        "best_epoch": pos.best_epoch if pos.best_epoch > 0 else None,
+        "final_miou": last.get("val_miou"),
+        "final_pixel_acc": last.get("val_pixel_acc"),
+        "final_mean_acc": last.get("val_mean_acc"),
+        "final_train_loss": pos.history[-1].get("train_loss") if pos.history else None,
+        "epochs": pos.epoch,
+        "iterations": pos.global_step,
+        "world_size": info.world_size,
+    }
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    if not info.is_main:
+        return metrics
+    from hrseg.tracking import file_reference_tags
+
+    io.torch_save(make_checkpoint(model, recipe.model, recipe=recipe.to_dict(), epoch=pos.epoch, metrics=metrics), out / FINAL)
+    io.write_json(out / "metrics.json", metrics)
+    write_log_csv(out / "log.csv", pos.history)
+    fig = training_curve(pos.history)
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    io.write_bytes(out / "curve.png", buffer.getvalue())
+    overlays = write_overlays(model, val_set, recipe, info, spec, out / "overlays", recipe.eval.num_overlays)
+
+    tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k.startswith(("best_", "final_"))}, step=pos.epoch)
+    tracker.log_artifact(out / "metrics.json", "results")
+    tracker.log_artifact(out / "log.csv", "results")
+    if (out / "best_val_iou.json").is_file():
+        tracker.log_artifact(out / "best_val_iou.json", "results")
+    tracker.log_figure(fig, "curves/training.png")
+    for path in overlays:
+        tracker.log_artifact(path, "overlays")
+    refs = file_reference_tags("checkpoint.final", out / FINAL)
+    if (out / BEST).is_file():
+        refs.update(file_reference_tags("checkpoint.best", out / BEST))
+    tracker.set_tags(refs)
+    log.info("done: %s", ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if v is not None))
+    return metrics

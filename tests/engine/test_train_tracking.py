@@ -1,0 +1,78 @@
+"""What a training run puts into MLflow (checked through the MLflow client on a temporary
+SQLite store), and that an interrupted run continues the same MLflow run when resumed."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+import hrseg.engine.train as engine_train
+from hrseg.config import flatten
+from hrseg.engine.train import train
+
+
+def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "tiny-exp")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = tiny_recipe(**{"train.lr": 0.02})
+    out = tmp_path / "run"
+
+    # interrupt the run in its second validation (after the epoch-1 checkpoint)
+    real_evaluate = engine_train.evaluate
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine_train, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, out, tracking_uri=uri, profile="smoke", tags={"pipeline.id": "p1"})
+    client = MlflowClient(uri)
+    [run] = client.search_runs(client.get_experiment_by_name("hrseg/cityscapes").experiment_id)
+    assert run.info.status == "KILLED"
+
+    monkeypatch.setattr(engine_train, "evaluate", real_evaluate)
+    metrics = train(recipe, out, tracking_uri=uri, profile="smoke", tags={"pipeline.id": "p1"})  # same command: resumes
+
+    runs = client.search_runs(run.info.experiment_id)
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # the same MLflow run continued
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("train cityscapes_ocr") and "lr=0.02" in run.info.run_name
+
+    params = run.data.params
+    assert params["train.lr"] == "0.02" and params["model.backbone"] == "hrnetv2_w18_small_v1"
+    assert params["train.pretrained"] == "none" and params["data.crop_size"] == "[64, 128]"
+    assert len(params) == len(flatten(recipe.to_dict()))
+
+    tags = run.data.tags
+    assert tags["hrseg.recipe"] == "cityscapes_ocr" and tags["hrseg.stage"] == "train" and tags["hrseg.profile"] == "smoke"
+    assert tags["pipeline.id"] == "p1" and tags["world_size"] == "1" and tags["device"] == "cpu" and tags["dvc.exp_name"] == "tiny-exp"
+    assert "git.commit" in tags and tags["git.dirty"] in ("true", "false")
+    for name in ("final", "best"):
+        path = out / f"{name}.pth"
+        assert tags[f"checkpoint.{name}.path"] == str(path.resolve())
+        assert tags[f"checkpoint.{name}.sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    history = client.get_metric_history(run.info.run_id, "val/miou")
+    assert [m.step for m in history] == [1, 2]
+    assert history[-1].value == pytest.approx(metrics["final_miou"])
+    loss = {}
+    for m in client.get_metric_history(run.info.run_id, "train/loss"):
+        loss.setdefault(m.step, set()).add(m.value)
+    # every train.log_every=4 iterations; the steps run again after the resume (13-24) are
+    # logged again, with the same values (deterministic CPU run)
+    assert sorted(loss) == [4, 8, 12, 16, 20, 24] and all(len(values) == 1 for values in loss.values())
+    assert {"train/lr", "train/images_per_s", "train/epoch_loss", "best_miou", "final_miou"} <= set(run.data.metrics)
+
+    artifacts = {a.path for d in ("config", "results", "curves", "overlays") for a in client.list_artifacts(run.info.run_id, d)}
+    assert {"config/recipe.yaml", "results/metrics.json", "results/log.csv", "results/best_val_iou.json", "curves/training.png"} <= artifacts
+    assert len([a for a in artifacts if a.startswith("overlays/")]) == 2
+    assert not any(a.endswith(".pth") for a in artifacts)  # checkpoints are referenced, not copied
