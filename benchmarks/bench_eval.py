@@ -1,0 +1,243 @@
+"""Evaluation benchmark: our test-time inference against a plain official-style loop.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_eval.py            # full: about 15 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_eval.py --quick    # smoke run: 1-2 minutes
+    .venv/bin/python benchmarks/bench_eval.py --out benchmarks/results/bench_eval.json
+
+Cases (Cityscapes window rule, 19 classes, one image):
+
+- ``single_scale``: scale 1.0, no flip;
+- ``ms6_flip``: the official Cityscapes multi-scale protocol, scales 0.5 ... 1.75 + flip
+  (scales above 1 run crop-sized windows shifted inside the image).
+
+Methods, all on the same model and the same image:
+
+- ``plain_loop``: ``hrseg.evaluation.reference.reference_predict``, the official loop written
+  out (one input per forward pass, the mirrored input in a second pass, ``torch.no_grad``);
+- ``hrseg``: ``multi_scale_predict`` with ``max_batch=2`` (``hrseg evaluate --batch 2``): the
+  mirrored copy shares the forward pass with the original, ``torch.inference_mode``, eager
+  fp32 model. (The ``hrseg evaluate`` default, ``--batch 1``, runs the same forward passes as
+  ``plain_loop`` and gives bit-identical scores.)
+- ``hrseg_batched``: the same with up to 4 windows (8 inputs) per forward pass (``--batch 8``);
+- ``hrseg_auto``: ``hrseg.fast`` path ``auto`` (BatchNorm folded into the convolutions +
+  channels_last; the ``hrseg predict`` default path) with ``max_batch=2``.
+
+Timing: all methods of a case run in one process, *interleaved* (plain, hrseg, batched, auto,
+plain, ...), so load from other processes hits them alike; ``images_per_s`` is 1 / the median
+over the timed repeats after one warm-up run of each. Memory: each (case, method) then runs
+once more in a fresh spawned process, so that ``peak_rss_mb`` (that process's
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` high-water mark, model and Python/torch runtime
+included) and ``extra_rss_mb`` (the peak minus the resident size after the model was built,
+i.e. what inference added) belong to that method alone. On a shared machine pass
+``--threads 1``: OpenMP threads spin-wait when the cores are oversubscribed, which makes
+2-thread timings meaningless there. ``same_prediction`` is the
+fraction of pixels whose argmax equals ``plain_loop``'s; ``max_rel_diff`` the largest relative
+difference of the summed exp-logit scores (``non_finite_scores`` counts overflowed entries,
+expected 0).
+
+Models are randomly initialised with He-normal convolutions, BatchNorm statistics from a
+random image of the case's size and the classifier scaled to logits of standard deviation 1,
+so activations have realistic magnitudes (official-init weights give denormal floats, which
+are far slower on CPU) and ``exp`` does not overflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+log = logging.getLogger("bench_eval")
+
+CITYSCAPES_MS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+METHODS = ("plain_loop", "hrseg", "hrseg_batched", "hrseg_auto")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    backbone: str
+    height: int
+    width: int
+    scales: tuple[float, ...]
+    flip: bool
+    repeats: int
+
+    @property
+    def crop(self) -> tuple[int, int]:
+        return (self.height, self.width)  # the network input = the image at scale 1, as for Cityscapes val
+
+
+def cases(quick: bool) -> list[Case]:
+    if quick:
+        return [
+            Case("single_scale", "hrnetv2_w18_small_v1", 128, 256, (1.0,), False, 2),
+            Case("ms6_flip", "hrnetv2_w18_small_v1", 128, 256, CITYSCAPES_MS, True, 1),
+        ]
+    return [
+        Case("single_scale", "hrnetv2_w18_small_v2", 256, 512, (1.0,), False, 5),
+        Case("ms6_flip", "hrnetv2_w18_small_v2", 256, 512, CITYSCAPES_MS, True, 3),
+    ]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return _rss_mb()
+
+
+def _model(case: Case):
+    from torch import nn
+
+    from hrseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(case.backbone, "ocr", 19, ocr_mid_channels=256, ocr_key_channels=128)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = 1.0
+        model.train()
+        calibration = torch.randn(1, 3, case.height, case.width, generator=torch.Generator().manual_seed(2))
+        model(calibration)
+        model.eval()
+        # classifier scaled so that the logits have std 1 at this size (else exp() overflows)
+        spread = float(model(calibration)["out"].std())
+        model.cls_head.weight.div_(spread)
+        model.cls_head.bias.div_(spread)
+    return model
+
+
+def _runners(case: Case) -> dict:
+    """``method -> callable`` returning the summed scores for the case's image."""
+    from hrseg.evaluation.inference import multi_scale_predict
+    from hrseg.evaluation.reference import reference_predict
+    from hrseg.fast import prepare_inference_model
+
+    model = _model(case)
+    torch.manual_seed(1)
+    image = torch.randn(1, 3, case.height, case.width)
+    kw = dict(scales=case.scales, flip=case.flip, crop_size=case.crop, base_size=case.width, mode="cityscapes")
+    fast = prepare_inference_model(model, "auto")
+    return {
+        "plain_loop": lambda: reference_predict(model, image, num_classes=19, align_corners=True, **kw),
+        "hrseg": lambda: multi_scale_predict(model, image, max_batch=2, num_classes=19, align_corners=True, **kw),
+        "hrseg_batched": lambda: multi_scale_predict(model, image, max_batch=8, num_classes=19, align_corners=True, **kw),
+        "hrseg_auto": lambda: multi_scale_predict(fast, image, max_batch=2, num_classes=19, align_corners=True, **kw),
+    }
+
+
+def _time_case(case: Case, threads: int) -> tuple[dict[str, float], dict]:
+    """Median seconds per method (interleaved repeats) and each method's scores."""
+    torch.set_num_threads(threads)
+    runners = _runners(case)
+    scores = {name: fn() for name, fn in runners.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(case.repeats):
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, {k: v.numpy() for k, v in scores.items()}
+
+
+def _memory(case: Case, method: str, threads: int) -> dict:
+    """In a fresh process: peak RSS of building the model and running ``method`` once."""
+    torch.set_num_threads(threads)
+    runners = _runners(case)
+    rss_model = _current_rss_mb()
+    runners[method]()
+    return {"peak_rss_mb": round(_rss_mb(), 1), "extra_rss_mb": round(_rss_mb() - rss_model, 1)}
+
+
+def _spawned(args: tuple) -> object:
+    fn, *rest = args
+    return {"time": _time_case, "memory": _memory}[fn](*rest)
+
+
+def run(quick: bool = False, threads: int | None = None) -> list[dict]:
+    """One row per (case, method); see the module docstring for the columns."""
+    threads = threads or torch.get_num_threads()
+    ctx = multiprocessing.get_context("spawn")
+    rows = []
+    for case in cases(quick):
+        log.info("%s: timing %s (%d repeats)", case.name, ", ".join(METHODS), case.repeats)
+        with ctx.Pool(1) as pool:
+            seconds, scores = pool.apply(_spawned, (("time", case, threads),))
+        memory = {}
+        for method in METHODS:
+            with ctx.Pool(1) as pool:
+                memory[method] = pool.apply(_spawned, (("memory", case, method, threads),))
+        reference = scores["plain_loop"]
+        ref_pred = reference.argmax(1)
+        for method in METHODS:
+            finite = np.isfinite(reference) & np.isfinite(scores[method])
+            rel = abs(scores[method] - reference)[finite] / abs(reference[finite]).clip(min=1e-30)
+            rows.append(
+                {
+                    "case": case.name,
+                    "method": method,
+                    "model": f"{case.backbone}_ocr",
+                    "image": f"{case.height}x{case.width}",
+                    "scales": list(case.scales),
+                    "flip": case.flip,
+                    "repeats": case.repeats,
+                    "threads": threads,
+                    "seconds": round(seconds[method], 4),
+                    "images_per_s": round(1.0 / seconds[method], 4),
+                    "speedup_vs_plain_loop": round(seconds["plain_loop"] / seconds[method], 3),
+                    **memory[method],
+                    "same_prediction": float((scores[method].argmax(1) == ref_pred).mean()),
+                    "max_rel_diff": float(rel.max()) if rel.size else float("nan"),
+                    "non_finite_scores": int((~finite).sum()),
+                }
+            )
+            r = rows[-1]
+            log.info("%s %-14s %.3f images/s, peak RSS %.0f MB, same argmax %.6f", case.name, method, r["images_per_s"], r["peak_rss_mb"], r["same_prediction"])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small model and image, fewer repeats")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    rows = run(quick=args.quick, threads=args.threads)
+    header = f"{'case':<13}{'method':<15}{'images/s':>10}{'speed-up':>10}{'peak RSS MB':>13}{'extra MB':>10}{'same argmax':>13}{'max rel diff':>14}"
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {rows[0]['threads']} threads, {rows[0]['model']} {rows[0]['image']}")
+    print(header)
+    for r in rows:
+        print(
+            f"{r['case']:<13}{r['method']:<15}{r['images_per_s']:>10.3f}{r['speedup_vs_plain_loop']:>10.2f}{r['peak_rss_mb']:>13.0f}"
+            f"{r['extra_rss_mb']:>10.0f}{r['same_prediction']:>13.6f}{r['max_rel_diff']:>14.2e}"
+        )
+    if args.out:
+        from hrseg import io as hio
+
+        hio.write_json(args.out, {"command": " ".join(sys.argv), "rows": rows, "dataclass": [asdict(c) for c in cases(args.quick)]})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,474 @@
+"""``evaluate``: the official testval protocol on a dataset split, with its output files.
+
+One function, top to bottom: resolve the protocol (scales, flip, sizing) from the recipe and
+the caller's overrides, build and strictly load the model, shard the split over the
+``torchrun`` ranks, run ``multi_scale_predict`` + ``finalize_prediction`` on every image,
+sum the confusion matrices over ranks, then (rank 0) write
+
+``metrics.json``           summary scalars for DVC: miou, miou_nan, pixel_acc, mean_acc,
+                           num_images, scales, flip (unlabelled splits: the last three);
+``per_class.csv``          class, iou, acc, gt_pixels, pred_pixels;
+``confusion_matrix.png``   row-normalised confusion matrix;
+``overlays/<name>.png``    image | ground truth | prediction for the first few images;
+``test_results/<name>.png`` for an unlabelled split: Cityscapes labelId PNGs ready for the
+                           benchmark server (every rank writes its own images); other
+                           datasets: palettised class-index PNGs;
+
+and log the run to MLflow like training (experiment ``hrseg/<dataset>``, tag
+``hrseg.stage=eval``, linked to the training run when the checkpoint names it).
+
+Testval details (official.md section 7): ADE20K's official code does not crop the
+multiple-of-8 testval padding before resizing the prediction to the label size;
+``recipe.eval.ade20k_pad_quirk=True`` reproduces that, the default (False) crops it like
+COCO-Stuff does.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io as _io
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from hrseg import io as hio
+from hrseg.errors import HrsegError
+from hrseg.evaluation.inference import (
+    InferenceMode,
+    finalize_prediction,
+    multi_scale_predict,
+)
+from hrseg.evaluation.metrics import ConfusionMatrix
+from hrseg.evaluation.progress import progress
+from hrseg.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+#: The official README's test scales (official.md section 7 / 10).
+CITYSCAPES_MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+GENERIC_MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+
+class EvaluationError(HrsegError):
+    """Evaluation settings that cannot work."""
+
+
+# --------------------------------------------------------------------------------------
+# Protocol
+# --------------------------------------------------------------------------------------
+
+
+def inference_mode_for(dataset: str) -> InferenceMode:
+    """Cityscapes has its own window rule; every other dataset uses the generic one."""
+    return "cityscapes" if dataset == "cityscapes" else "generic"
+
+
+def crops_testval_padding(dataset: str, ade20k_pad_quirk: bool) -> bool:
+    """Whether the testval padding is cropped from the prediction before resizing it to the
+    label size (official: COCO-Stuff yes, ADE20K no; ``ade20k_pad_quirk=False`` crops it for
+    ADE20K too). Datasets without testval padding report zero padding either way."""
+    return not (dataset == "ade20k" and ade20k_pad_quirk)
+
+
+def with_protocol(
+    recipe: Recipe,
+    *,
+    scales: Sequence[float] | None = None,
+    flip: bool | None = None,
+    split: str | None = None,
+    batch_size: int | None = None,
+) -> Recipe:
+    """``recipe`` with its ``eval`` section overridden by the caller's scales/flip/split and
+    forward batch size (network inputs per forward pass, mirrored copies included)."""
+    changes: dict[str, Any] = {}
+    if scales is not None:
+        scales = tuple(float(s) for s in scales)
+        if not scales or any(not (s > 0) for s in scales):
+            raise EvaluationError(f"test scales must be positive numbers, got {list(scales)}")
+        changes["scales"] = scales
+    if flip is not None:
+        changes["flip"] = bool(flip)
+    if split is not None:
+        changes["split"] = split
+    if batch_size is not None:
+        if batch_size < 1:
+            raise EvaluationError(f"the forward batch size must be at least 1, got {batch_size}")
+        changes["batch_size"] = int(batch_size)
+    if not changes:
+        return recipe
+    return dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, **changes))
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"0.5,0.75,1.0"`` (commas and/or spaces) -> ``(0.5, 0.75, 1.0)``."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        scales = tuple(float(p) for p in parts)
+    except ValueError:
+        raise EvaluationError(f"--scales {text!r}: expected numbers separated by commas, e.g. 0.5,0.75,1.0") from None
+    if not scales or any(not (s > 0) or not math.isfinite(s) for s in scales):
+        raise EvaluationError(f"--scales {text!r}: expected one or more positive numbers")
+    return scales
+
+
+# --------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """The model callable plus what evaluation needs to know about it."""
+
+    model: Any  # nn.Module or a prepared callable with .align_corners / .num_classes
+    align_corners: bool
+    num_classes: int
+    checkpoint: Path
+    checkpoint_meta: dict[str, Any]
+    report: str
+    path: str
+
+
+def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.device, *, path: str = "eager") -> LoadedModel:
+    """Build ``recipe.model``, load ``checkpoint`` strictly (ours or an official release) and
+    prepare it for inference along ``path`` (``hrseg.fast``; ``eager`` = the model as built)."""
+    from hrseg.checkpoint import detect_kind, load_checkpoint, read_checkpoint
+    from hrseg.models import build_model_from_config
+
+    checkpoint = Path(checkpoint)
+    data = read_checkpoint(checkpoint)
+    meta: dict[str, Any] = {}
+    if detect_kind(data) == "hrseg":
+        meta = {k: v for k, v in data.items() if k in ("mlflow_run_id", "epoch", "model_config")}
+        stored = data.get("model_config")
+        if isinstance(stored, dict) and "align_corners" in stored and bool(stored["align_corners"]) != recipe.model.align_corners:
+            log.warning(
+                "%s was trained with align_corners=%s but the recipe says %s; evaluating with the recipe's value",
+                checkpoint, stored["align_corners"], recipe.model.align_corners,
+            )  # fmt: skip
+    del data
+    model = build_model_from_config(recipe.model)
+    report = load_checkpoint(model, checkpoint)
+    log.info("%s", report.summary())
+    model = model.to(device).eval()
+    chosen = "eager"
+    if path != "eager":
+        from hrseg.fast import prepare_inference_model
+
+        prepared = prepare_inference_model(model, path, device)
+        chosen = prepared.path
+        model = prepared
+    return LoadedModel(
+        model=model,
+        align_corners=bool(recipe.model.align_corners),
+        num_classes=int(recipe.model.num_classes),
+        checkpoint=checkpoint,
+        checkpoint_meta=meta,
+        report=report.summary(),
+        path=chosen,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Sharding
+# --------------------------------------------------------------------------------------
+
+
+def shard_indices(num_items: int, rank: int, world_size: int) -> list[int]:
+    """Strided shard ``rank, rank + W, ...``: every image exactly once over all ranks (no
+    padding duplicates, unlike ``DistributedSampler``)."""
+    return list(range(rank, num_items, world_size))
+
+
+def _first(batch: list[dict]) -> dict:
+    return batch[0]
+
+
+# --------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------
+
+
+def cityscapes_label_id_lut() -> np.ndarray:
+    """256-entry uint8 table trainId -> labelId (``cityscapesscripts``); other values -> 0."""
+    from hrseg.data.cityscapes import train_id_to_label_id
+
+    lut = np.zeros(256, np.uint8)
+    for train_id, label_id in train_id_to_label_id().items():
+        lut[train_id] = label_id
+    return lut
+
+
+def cityscapes_label_id_palette() -> list[tuple[int, int, int]]:
+    """The official colour of every labelId 0..33 (for viewing submission PNGs)."""
+    from cityscapesscripts.helpers.labels import labels
+
+    palette = [(0, 0, 0)] * 34
+    for label in labels:
+        if 0 <= label.id < 34:
+            palette[label.id] = tuple(label.color)
+    return palette
+
+
+def write_cityscapes_result(path: str | os.PathLike, pred_train_ids: np.ndarray | torch.Tensor) -> None:
+    """A submission-ready labelId PNG (palettised, values = labelIds) from trainId predictions."""
+    from hrseg.evaluation.visualize import save_label_png
+
+    pred = pred_train_ids.cpu().numpy() if isinstance(pred_train_ids, torch.Tensor) else np.asarray(pred_train_ids)
+    save_label_png(path, cityscapes_label_id_lut()[pred.astype(np.uint8)], cityscapes_label_id_palette())
+
+
+def per_class_csv(class_names: Sequence[str], result: dict[str, Any]) -> str:
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["class", "iou", "acc", "gt_pixels", "pred_pixels"])
+    for i, name in enumerate(class_names):
+        writer.writerow([name, f"{result['iou'][i]:.6f}", f"{result['acc'][i]:.6f}", result["gt_pixels"][i], result["pred_pixels"][i]])
+    return buffer.getvalue()
+
+
+def summary_metrics(result: dict[str, Any] | None, num_images: int, recipe: Recipe, *, digits: int | None = None) -> dict[str, Any]:
+    """The ``metrics.json`` content (NaN as None; values rounded to ``digits`` when given)."""
+    summary: dict[str, Any] = {}
+    if result is not None:
+        for key in ("miou", "miou_nan", "pixel_acc", "mean_acc"):
+            value = float(result[key])
+            summary[key] = None if math.isnan(value) else (round(value, digits) if digits is not None else value)
+    summary.update(num_images=int(num_images), scales=[float(s) for s in recipe.eval.scales], flip=bool(recipe.eval.flip))
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# evaluate()
+# --------------------------------------------------------------------------------------
+
+
+def evaluate(
+    recipe: Recipe,
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    scales: Sequence[float] | None = None,
+    flip: bool | None = None,
+    split: str | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    path: str = "eager",
+    num_samples: int | None = None,
+    num_overlays: int | None = None,
+    save_predictions: bool = False,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    train_run_id: str | None = None,
+    profile: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on ``recipe.eval.split`` (or ``split``) and write the outputs
+    listed in the module docstring to ``out_dir``. Returns the summary (``metrics.json``) plus
+    per-class lists (``iou``, ``acc``, ``gt_pixels``, ``pred_pixels``) on every rank.
+
+    ``scales``/``flip``/``split`` override the recipe; ``batch_size`` (default: the recipe's
+    ``eval.batch_size``, 1) is the number of network inputs per forward pass, mirrored copies
+    and sliding windows included: 1 runs the official one-input-at-a-time order and gives
+    bit-identical scores to it, 2 runs each image with its mirror image (faster on GPUs; on
+    CPU the scores then differ by float rounding, ~1e-6 relative); ``path`` picks the inference path
+    (``hrseg.fast.INFERENCE_PATHS``; ``eager`` reproduces the official numerics exactly, the
+    others within float tolerance); ``num_samples`` keeps the first N images;
+    ``save_predictions`` also writes ``predictions/<name>.png`` (palettised class indices).
+
+    MLflow (rank 0, ``tracking``): ``tags`` are added to the run's tags; ``train_run_id`` (else
+    the checkpoint's ``mlflow_run_id``) becomes the ``hrseg.train_run_id`` tag linking the
+    training run; ``profile`` the ``hrseg.profile`` tag."""
+    from hrseg.engine.distributed import cleanup, init_distributed, rank_zero_logging
+
+    recipe = with_protocol(recipe, scales=scales, flip=flip, split=split, batch_size=batch_size)
+    info = init_distributed(device)
+    try:
+        with rank_zero_logging(info.rank):
+            return _evaluate(
+                recipe, Path(checkpoint), Path(out_dir), info, path=path, num_samples=num_samples,
+                num_overlays=recipe.eval.num_overlays if num_overlays is None else num_overlays,
+                save_predictions=save_predictions, tracking=tracking, tracking_uri=tracking_uri, run_name=run_name,
+                extra_tags={**(tags or {}), **({"hrseg.profile": profile} if profile else {})}, train_run_id=train_run_id,
+            )  # fmt: skip
+    finally:
+        cleanup(info)
+
+
+def _evaluate(
+    recipe: Recipe,
+    checkpoint: Path,
+    out: Path,
+    info: Any,
+    *,
+    path: str,
+    num_samples: int | None,
+    num_overlays: int,
+    save_predictions: bool,
+    tracking: bool,
+    tracking_uri: str | None,
+    run_name: str | None,
+    extra_tags: Mapping[str, Any],
+    train_run_id: str | None,
+) -> dict[str, Any]:
+    from hrseg.data.catalog import get_spec
+    from hrseg.data.dataset import build_dataset, worker_init_fn
+    from hrseg.evaluation.visualize import (
+        confusion_matrix_figure,
+        prediction_panel,
+        save_figure,
+        save_label_png,
+        save_png,
+    )
+
+    spec = get_spec(recipe.data.dataset)
+    if spec.num_classes != recipe.model.num_classes:
+        raise EvaluationError(
+            f"recipe {recipe.name!r}: model.num_classes={recipe.model.num_classes} but dataset {spec.name!r} has {spec.num_classes} classes"
+        )
+    ev = recipe.eval
+    mode = inference_mode_for(spec.name)
+    crop_pad = crops_testval_padding(spec.name, ev.ade20k_pad_quirk)
+    dataset = build_dataset(recipe.data, ev.split, train=False, eval_cfg=ev, num_samples=num_samples)
+    if len(dataset) == 0:
+        raise EvaluationError(f"{dataset.list_file}: the list has no images")
+    labelled = all(e.label is not None for e in dataset.entries)
+    shard = shard_indices(len(dataset), info.rank, info.world_size)
+    loader = DataLoader(
+        Subset(dataset, shard), batch_size=1, shuffle=False, collate_fn=_first, num_workers=recipe.data.num_workers,
+        worker_init_fn=worker_init_fn, pin_memory=info.device.type == "cuda",
+    )  # fmt: skip
+
+    loaded = load_model(recipe, checkpoint, info.device, path=path)
+    tracker = _start_tracking(
+        recipe, loaded, info, tracking=tracking, uri=tracking_uri, run_name=run_name, split_len=len(dataset),
+        extra_tags=extra_tags, train_run_id=train_run_id,
+    )  # fmt: skip
+    status = "FAILED"
+    try:
+        log.info(
+            "evaluating %s on %s/%s (%d images%s): scales %s, flip %s, %s windows, crop %s, base %d, inference path %s",
+            checkpoint, spec.name, ev.split, len(dataset), f", {len(shard)} on this rank" if info.distributed else "",
+            list(ev.scales), ev.flip, mode, tuple(ev.crop_size), ev.base_size, loaded.path,
+        )  # fmt: skip
+        cm = ConfusionMatrix(spec.num_classes, device=info.device)
+        max_batch = max(1, ev.batch_size)
+        overlay_dir, written_overlays = out / "overlays", []
+        start = time.perf_counter()
+        for sample in progress(loader, len(shard), f"eval {spec.name}/{ev.split}", enabled=info.is_main):
+            scores = multi_scale_predict(
+                loaded.model, sample["image"], scales=ev.scales, flip=ev.flip, crop_size=tuple(ev.crop_size), base_size=ev.base_size,
+                mode=mode, flip_pairs=spec.flip_pairs, num_classes=spec.num_classes, align_corners=loaded.align_corners,
+                mean=spec.mean, std=spec.std, device=info.device, max_batch=max_batch,
+            )  # fmt: skip
+            pad = tuple(int(v) for v in sample["pad"]) if crop_pad else (0, 0)
+            label = sample.get("label")
+            size = tuple(label.shape) if label is not None else tuple(int(v) for v in sample["orig_size"])
+            pred = finalize_prediction(scores, size, pad=pad, align_corners=loaded.align_corners)
+            name = sample["name"]
+            if label is not None:
+                cm.update(pred, label.to(pred.device), spec.ignore_label)
+            else:
+                target = out / "test_results" / f"{name}.png"
+                if spec.name == "cityscapes":
+                    write_cityscapes_result(target, pred)
+                else:
+                    save_label_png(target, pred.cpu().numpy(), spec.palette)
+            if save_predictions and label is not None:
+                save_label_png(out / "predictions" / f"{name}.png", pred.cpu().numpy(), spec.palette)
+            if info.is_main and len(written_overlays) < num_overlays:
+                raw, _ = dataset.load(int(sample["index"]))
+                rgb = np.ascontiguousarray(raw[:, :, ::-1])
+                picture = prediction_panel(rgb, pred.cpu().numpy(), spec.palette, None if label is None else label.numpy(), ignore_label=spec.ignore_label)
+                target = overlay_dir / f"{name}.png"
+                save_png(target, picture)
+                written_overlays.append(target)
+        elapsed = time.perf_counter() - start
+        cm.all_reduce()
+        result = cm.compute() if labelled else None
+        summary = summary_metrics(result, len(dataset), recipe)
+        rate = len(shard) / elapsed if elapsed > 0 else 0.0
+
+        if info.is_main:
+            hio.write_json(out / "metrics.json", summary_metrics(result, len(dataset), recipe, digits=6))
+            files = [out / "metrics.json"]
+            if result is not None:
+                hio.write_text(out / "per_class.csv", per_class_csv(spec.class_names, result))
+                fig = confusion_matrix_figure(cm.mat, spec.class_names, title=f"{recipe.name} {spec.name}/{ev.split}")
+                save_figure(out / "confusion_matrix.png", fig)
+                files += [out / "per_class.csv", out / "confusion_matrix.png"]
+                log.info(
+                    "mIoU %.4f (nan-mean %s), pixel acc %.4f, mean acc %.4f over %d images (%.2f images/s%s)",
+                    result["miou"], "n/a" if summary["miou_nan"] is None else f"{summary['miou_nan']:.4f}",
+                    result["pixel_acc"], result["mean_acc"], len(dataset), rate, " on rank 0" if info.distributed else "",
+                )  # fmt: skip
+            else:
+                log.info("wrote %d test-set predictions to %s", len(dataset), out / "test_results")
+            metrics = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            tracker.log_metrics({**metrics, "images_per_s": rate})
+            for f in files:
+                tracker.log_artifact(f, "results")
+            for f in written_overlays:
+                tracker.log_artifact(f, "overlays")
+        status = "FINISHED"
+    finally:
+        tracker.close(status)
+    full = dict(summary)
+    if result is not None:
+        full.update({k: result[k] for k in ("iou", "acc", "gt_pixels", "pred_pixels")})
+    return full
+
+
+def _start_tracking(
+    recipe: Recipe,
+    loaded: LoadedModel,
+    info: Any,
+    *,
+    tracking: bool,
+    uri: str | None,
+    run_name: str | None,
+    split_len: int,
+    extra_tags: Mapping[str, Any],
+    train_run_id: str | None,
+) -> Any:
+    """An MLflow run for this evaluation (rank 0; disabled tracker elsewhere or when off)."""
+    from hrseg.tracking import (
+        disabled_tracker,
+        params_from_dict,
+        sha256_file,
+        start_tracking,
+    )
+
+    if not (tracking and info.is_main):
+        return disabled_tracker()
+    ev = recipe.eval
+    protocol = "ss" if tuple(ev.scales) == (1.0,) else f"{len(ev.scales)}scales"
+    name = run_name or f"eval {recipe.name} {loaded.checkpoint.name} {protocol}{'+flip' if ev.flip else ''}"
+    tags = {
+        "hrseg.recipe": recipe.name,
+        "hrseg.stage": "eval",
+        "hrseg.dataset": recipe.data.dataset,
+        "hrseg.model": recipe.model.name,
+        "hrseg.split": ev.split,
+        "hrseg.inference_path": loaded.path,
+        "world_size": info.world_size,
+        "device": str(info.device) if info.device.type == "cpu" else torch.cuda.get_device_name(info.device),
+        "torch": torch.__version__,
+    }
+    tags.update({str(k): str(v) for k, v in extra_tags.items()})
+    train_run = train_run_id or loaded.checkpoint_meta.get("mlflow_run_id")
+    if train_run:
+        tags["hrseg.train_run_id"] = str(train_run)
+    params = params_from_dict(recipe.to_dict())
+    params.update({"checkpoint.path": str(loaded.checkpoint.resolve()), "checkpoint.sha256": sha256_file(loaded.checkpoint), "eval.num_images": str(split_len)})
+    return start_tracking(f"hrseg/{recipe.data.dataset}", name, tags=tags, params=params, uri=uri, enabled=True)

@@ -1,0 +1,231 @@
+"""``predict``: segment one image or a folder of images with the evaluation arithmetic.
+
+Every image goes through the dataset's testval sizing (``hrseg.data.EvalTransform``: e.g.
+LIP resizes to 473x473, ADE20K/COCO-Stuff resize the short side to 520 and pad), then
+``multi_scale_predict`` with the chosen scales/flip, then the padding is cropped and the
+prediction resized to the image's own size. Outputs in ``out_dir`` (for a folder, the input's
+sub-folders are mirrored):
+
+``<name>.png``            palettised PNG: pixel values are class indices, colours the dataset's
+                          palette;
+``overlays/<name>.png``   the prediction blended over the image.
+
+Where the settings come from, in order: ``recipe`` (model, dataset and eval sizing); else the
+recipe stored in an hrseg training checkpoint; else ``dataset`` (sizing from
+``DEFAULT_EVAL_SIZES``, model architecture read or inferred from the checkpoint).
+
+Unreadable images are logged and skipped; the others are still processed. The returned
+``PredictReport`` lists both (the CLI exits with status 2 when any image failed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hrseg.errors import HrsegError
+from hrseg.evaluation.evaluate import inference_mode_for, load_model
+from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
+from hrseg.evaluation.progress import progress
+from hrseg.recipe import EvalConfig, Recipe
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+#: Official test sizes (TEST.IMAGE_SIZE as (height, width), TEST.BASE_SIZE) per dataset.
+DEFAULT_EVAL_SIZES: dict[str, tuple[tuple[int, int], int]] = {
+    "cityscapes": ((1024, 2048), 2048),
+    "lip": ((473, 473), 473),
+    "pascal_ctx": ((520, 520), 520),
+    "pascal_ctx60": ((520, 520), 520),
+    "cocostuff": ((520, 520), 520),
+    "ade20k": ((520, 520), 520),
+}
+
+
+class PredictError(HrsegError):
+    """Inputs or settings that make prediction impossible."""
+
+
+@dataclass
+class PredictReport:
+    """What ``predict`` did: written label PNGs and the images that failed (with why)."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def find_images(path: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """``(base, images)``: a single file, or every file with an image suffix below a folder
+    (recursive, sorted). ``base`` is the folder the output names are relative to."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent, [path]
+    if path.is_dir():
+        images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise PredictError(f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} files, recursively)")
+        return path, images
+    raise PredictError(f"{path}: no such image file or folder")
+
+
+def resolve_recipe(
+    checkpoint: str | os.PathLike,
+    *,
+    recipe: Recipe | None = None,
+    dataset: str | None = None,
+    align_corners: bool | None = None,
+) -> Recipe:
+    """The recipe whose model, dataset and eval sizing ``predict`` uses (see module docstring)."""
+    from hrseg.checkpoint import read_checkpoint
+    from hrseg.config import from_dict
+    from hrseg.data.catalog import get_spec
+
+    if recipe is not None and dataset is not None and dataset != recipe.data.dataset:
+        raise PredictError(f"recipe {recipe.name!r} is for dataset {recipe.data.dataset!r}, not {dataset!r}; pass only one of --recipe/--dataset")
+    if recipe is None:
+        data = read_checkpoint(checkpoint)
+        stored = data.get("recipe") if data.get("format") == "hrseg" else None
+        del data
+        if isinstance(stored, dict):
+            recipe = from_dict(Recipe, stored, source=f"{checkpoint} (stored recipe)")
+            if dataset is not None and dataset != recipe.data.dataset:
+                raise PredictError(
+                    f"{checkpoint} was trained on {recipe.data.dataset!r} but --dataset {dataset!r} was given; "
+                    "drop --dataset or pass a matching --recipe"
+                )
+            log.info("using the recipe stored in %s (%s)", checkpoint, recipe.name)
+    if recipe is None:
+        if dataset is None:
+            raise PredictError(f"{checkpoint} does not name its dataset: pass --recipe NAME or --dataset NAME")
+        from hrseg.checkpoint import model_config_from_file
+
+        spec = get_spec(dataset)
+        model_cfg, kind = model_config_from_file(checkpoint)
+        if model_cfg.num_classes != spec.num_classes:
+            raise PredictError(f"{checkpoint} has {model_cfg.num_classes} classes but dataset {dataset!r} has {spec.num_classes}")
+        if kind != "hrseg" and align_corners is None:
+            log.info("%s: official checkpoint, assuming align_corners=%s (pass --align-corners/--no-align-corners)", checkpoint, model_cfg.align_corners)
+        crop, base = DEFAULT_EVAL_SIZES[spec.name]
+        recipe = Recipe(name=f"predict-{spec.name}", model=model_cfg, eval=EvalConfig(crop_size=crop, base_size=base))
+        recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, dataset=spec.name))
+    if align_corners is not None:
+        recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, align_corners=bool(align_corners)))
+    return recipe
+
+
+class _ImageFiles(Dataset):
+    """Decoded + testval-sized images; a failure is returned (not raised) so that one bad
+    file never stops the loader."""
+
+    def __init__(self, files: Sequence[Path], transform: Any) -> None:
+        self.files = list(files)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        from hrseg.data.image_io import read_image
+
+        path = self.files[index]
+        try:
+            image = read_image(path)
+            sample = self.transform(image, None)
+        except Exception as exc:  # noqa: BLE001 - decoding errors of any kind: report and go on
+            return {"index": index, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, HrsegError) else str(exc)}
+        sample["index"] = index
+        sample["bgr"] = image
+        return sample
+
+
+def _first(batch: list[dict]) -> dict:
+    return batch[0]
+
+
+def predict(
+    inputs: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    recipe: Recipe | None = None,
+    dataset: str | None = None,
+    scales: Sequence[float] | None = None,
+    flip: bool | None = None,
+    batch_size: int | None = None,
+    align_corners: bool | None = None,
+    device: str | None = None,
+    path: str = "auto",
+    overlays: bool = True,
+    workers: int = 2,
+) -> PredictReport:
+    """Segment ``inputs`` (an image or a folder) with ``checkpoint``; write label PNGs and
+    overlays to ``out_dir``. ``path`` is the ``hrseg.fast`` inference path (``auto`` = the
+    fastest one that stays within float32 tolerance; ``eager`` = exact); ``batch_size`` the
+    network inputs per forward pass (see ``hrseg.evaluation.evaluate.evaluate``)."""
+    from hrseg.data.catalog import get_spec
+    from hrseg.data.transforms import EvalTransform
+    from hrseg.engine.distributed import select_device
+    from hrseg.evaluation.evaluate import with_protocol
+    from hrseg.evaluation.visualize import overlay, save_label_png, save_png
+
+    base, files = find_images(inputs)
+    out = Path(out_dir)
+    recipe = with_protocol(resolve_recipe(checkpoint, recipe=recipe, dataset=dataset, align_corners=align_corners), scales=scales, flip=flip, batch_size=batch_size)
+    spec = get_spec(recipe.data.dataset)
+    ev = recipe.eval
+    dev = select_device(device)
+    loaded = load_model(recipe, checkpoint, dev, path=path)
+    transform = EvalTransform.from_spec(spec, crop_size=ev.crop_size, base_size=ev.base_size)
+    loader = DataLoader(_ImageFiles(files, transform), batch_size=1, collate_fn=_first, num_workers=max(0, workers), pin_memory=dev.type == "cuda")
+    mode = inference_mode_for(spec.name)
+    max_batch = max(1, ev.batch_size)
+    log.info(
+        "predicting %d image(s) from %s with %s (%s, %s sizing): scales %s, flip %s, inference path %s",
+        len(files), inputs, checkpoint, recipe.model.name, spec.name, list(ev.scales), ev.flip, loaded.path,
+    )  # fmt: skip
+    report = PredictReport()
+    for sample in progress(loader, len(files), "predict"):
+        source = files[sample["index"]]
+        name = source.relative_to(base).with_suffix(".png")
+        if "error" in sample:
+            log.warning("skipped %s: %s", source, sample["error"])
+            report.failed.append((source, sample["error"]))
+            continue
+        try:
+            scores = multi_scale_predict(
+                loaded.model, sample["image"], scales=ev.scales, flip=ev.flip, crop_size=tuple(ev.crop_size), base_size=ev.base_size,
+                mode=mode, flip_pairs=spec.flip_pairs, num_classes=spec.num_classes, align_corners=loaded.align_corners,
+                mean=spec.mean, std=spec.std, device=dev, max_batch=max_batch,
+            )  # fmt: skip
+            size = tuple(int(v) for v in sample["orig_size"])
+            pred = finalize_prediction(scores, size, pad=tuple(int(v) for v in sample["pad"]), align_corners=loaded.align_corners)
+            labels = pred.cpu().numpy().astype(np.uint8)
+            save_label_png(out / name, labels, spec.palette)
+            if overlays:
+                rgb = np.ascontiguousarray(sample["bgr"][:, :, ::-1])
+                save_png(out / "overlays" / name, overlay(rgb, labels, spec.palette, ignore_label=spec.ignore_label))
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad image must not stop a folder run
+            message = str(exc) if isinstance(exc, HrsegError) else f"{type(exc).__name__}: {exc}"
+            log.warning("failed on %s: %s", source, message)
+            report.failed.append((source, message))
+            continue
+        report.written.append(out / name)
+    log.info("wrote %d prediction(s) to %s; %d image(s) failed", len(report.written), out, len(report.failed))
+    return report
