@@ -54,6 +54,14 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` to ``dst`` atomically (streamed, so large checkpoints are fine)."""
+    import shutil
+
+    with open(src, "rb") as source, atomic_open(dst, "wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Pretty, key-sorted JSON with a trailing newline (stable bytes for DVC and git)."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

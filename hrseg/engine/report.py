@@ -24,7 +24,9 @@ from hrseg.recipe import Recipe, load_recipe
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("epoch", "phase", "iteration", "lr", "train_loss", "val_miou", "val_pixel_acc", "val_mean_acc", "epoch_time_s")
+#: log.csv columns. No wall-clock values: the file is a DVC plot and must be reproducible
+#: (epoch times go to MLflow as train/epoch_time_s).
+LOG_COLUMNS = ("epoch", "phase", "iteration", "lr", "train_loss", "val_miou", "val_pixel_acc", "val_mean_acc")
 
 
 class Progress:
@@ -186,12 +188,16 @@ def start_run_tracking(
     }
     if profile:
         run_tags["hrseg.profile"] = profile
+    if recipe.description:
+        # the recipe file's description as the run's note, not as a parameter: overrides may
+        # have changed what it says, and the parameters show what really ran
+        run_tags["mlflow.note.content"] = f"Recipe {recipe.name}: {recipe.description}. The parameters show the values that ran (after profile and overrides)."
     run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
     return start_tracking(
         f"hrseg/{recipe.data.dataset}",
         run_name or run_name_for(recipe),
         tags=run_tags,
-        params=params_from_dict(recipe.to_dict()),
+        params=params_from_dict({k: v for k, v in recipe.to_dict().items() if k != "description"}),
         uri=uri,
         run_id=run_id,
         enabled=enabled and info.is_main,

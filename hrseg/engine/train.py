@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pth"
 BEST = "best.pth"
 FINAL = "final.pth"
+#: the MLflow run of the training, next to its checkpoints (read by hrseg evaluate)
+RUN_FILE = "mlflow_run.json"
 
 
 class NonFiniteLossError(HrsegError):
@@ -445,6 +447,10 @@ def _train(
         out.mkdir(parents=True, exist_ok=True)
         io.write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         tracker.log_dict(recipe.to_dict(), "config/recipe.yaml")
+        if tracker.run_id:
+            # lets `hrseg evaluate <out>/final.pth` link its run to this one; kept out of the
+            # weight files so that they stay byte-identical between identical runs
+            io.write_json(out / RUN_FILE, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri})
 
     def save(p: Position) -> None:
         rng = _gather_rng(info)  # a collective: every rank takes part
@@ -502,8 +508,10 @@ def _train(
             else:
                 log.info("epoch %d/%d: train loss %s", epoch + 1, schedule.total_epochs, _fmt(row["train_loss"]))
             row["epoch_time_s"] = round(time.perf_counter() - started, 3)
+            epoch_metrics = {"train/epoch_time_s": row["epoch_time_s"]}
             if row["train_loss"] is not None:
-                tracker.log_metrics({"train/epoch_loss": row["train_loss"]}, step=epoch + 1)
+                epoch_metrics["train/epoch_loss"] = row["train_loss"]
+            tracker.log_metrics(epoch_metrics, step=epoch + 1)
             pos.history.append(row)
             pos.epoch, pos.step, pos.loss_sum, pos.loss_count = epoch + 1, 0, 0.0, 0
             if info.is_main:
@@ -558,7 +566,11 @@ def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_
     io.write_bytes(out / "curve.png", buffer.getvalue())
     overlays = write_overlays(model, val_set, recipe, info, spec, out / "overlays", recipe.eval.num_overlays)
 
-    tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k.startswith(("best_", "final_"))}, step=pos.epoch)
+    summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k.startswith(("best_", "final_"))}
+    # the same names as evaluation runs (miou, pixel_acc, mean_acc), so one column in the
+    # MLflow UI / `hrseg runs` compares both; for training they are the final single-scale val
+    summary.update({name: summary[f"final_{name}"] for name in ("miou", "pixel_acc", "mean_acc") if f"final_{name}" in summary})
+    tracker.log_metrics(summary, step=pos.epoch)
     tracker.log_artifact(out / "metrics.json", "results")
     tracker.log_artifact(out / "log.csv", "results")
     if (out / "best_val_iou.json").is_file():

@@ -30,6 +30,7 @@ import dataclasses
 import io as _io
 import logging
 import math
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -136,6 +137,15 @@ class LoadedModel:
     checkpoint_meta: dict[str, Any]
     report: str
     path: str
+
+
+def _run_beside(checkpoint: Path) -> str | None:
+    """The training run recorded next to a checkpoint by ``hrseg train`` (mlflow_run.json)."""
+    path = checkpoint.parent / "mlflow_run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("mlflow_run_id") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.device, *, path: str = "eager") -> LoadedModel:
@@ -466,7 +476,7 @@ def _start_tracking(
         "torch": torch.__version__,
     }
     tags.update({str(k): str(v) for k, v in extra_tags.items()})
-    train_run = train_run_id or loaded.checkpoint_meta.get("mlflow_run_id")
+    train_run = train_run_id or loaded.checkpoint_meta.get("mlflow_run_id") or _run_beside(loaded.checkpoint)
     if train_run:
         tags["hrseg.train_run_id"] = str(train_run)
     params = params_from_dict(recipe.to_dict())

@@ -20,6 +20,7 @@ from hrseg.models.heads import SpatialGather, SpatialOCR, make_fcn_head
 from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, NormLayer
 
 HeadName = Literal["fcn", "ocr"]
+InitName = Literal["official", "kaiming"]
 
 
 class HRNetFCN(HighResolutionNet):
@@ -39,12 +40,13 @@ class HRNetFCN(HighResolutionNet):
         norm_layer: NormLayer = nn.BatchNorm2d,
         bn_momentum: float = 0.1,
         final_kernel: int = 1,
+        init: InitName = "official",
     ) -> None:
         super().__init__(HRNET_CONFIGS[backbone], align_corners=align_corners, norm_layer=norm_layer, bn_momentum=bn_momentum)
         self.backbone_name = backbone
         self.num_classes = num_classes
         self.last_layer = make_fcn_head(self.num_features, num_classes, functools.partial(norm_layer, momentum=bn_momentum), final_kernel)
-        init_official(self, skip=())
+        initialize(self, init, official_skip=())
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"out": self.last_layer(self.forward_features(x))}
@@ -67,6 +69,7 @@ class HRNetOCR(HighResolutionNet):
         mid_channels: int = 512,
         key_channels: int = 256,
         dropout: float = 0.05,
+        init: InitName = "official",
     ) -> None:
         super().__init__(HRNET_CONFIGS[backbone], align_corners=align_corners, norm_layer=norm_layer, bn_momentum=bn_momentum)
         self.backbone_name = backbone
@@ -83,7 +86,7 @@ class HRNetOCR(HighResolutionNet):
         self.aux_head = make_fcn_head(self.num_features, num_classes, norm)
         # The official init skips every module whose name contains 'cls', 'aux' or 'ocr':
         # those keep PyTorch's default initialisation.
-        init_official(self, skip=("cls", "aux", "ocr"))
+        initialize(self, init, official_skip=("cls", "aux", "ocr"))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.forward_features(x)
@@ -112,6 +115,31 @@ def init_official(model: nn.Module, skip: tuple[str, ...]) -> None:
             nn.init.zeros_(module.bias)
 
 
+def init_kaiming(model: nn.Module) -> None:
+    """He-normal convolutions (fan-out, ReLU), zero conv biases, BN weight 1 / bias 0.
+
+    For training from scratch: the official N(0, 0.001^2) is meant to be overwritten by
+    ImageNet weights, and from scratch it learns several times slower (README, "Embedded
+    profile")."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def initialize(model: nn.Module, init: str, official_skip: tuple[str, ...]) -> None:
+    if init == "official":
+        init_official(model, skip=official_skip)
+    elif init == "kaiming":
+        init_kaiming(model)
+    else:
+        raise HrsegError(f"unknown init {init!r}; valid: official, kaiming")
+
+
 def _unknown(kind: str, name: str, valid: list[str]) -> HrsegError:
     return HrsegError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
 
@@ -128,6 +156,7 @@ def build_model(
     ocr_key_channels: int = 256,
     ocr_dropout: float = 0.05,
     final_kernel: int = 1,
+    init: InitName = "official",
 ) -> SegmentationModel:
     """Build an HRNetV2 segmentation model.
 
@@ -142,7 +171,7 @@ def build_model(
         raise _unknown("head", head, list(HEADS))
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    common = dict(align_corners=align_corners, norm_layer=norm_layer, bn_momentum=bn_momentum)
+    common = dict(align_corners=align_corners, norm_layer=norm_layer, bn_momentum=bn_momentum, init=init)
     if head == "ocr":
         return HRNetOCR(backbone, num_classes, mid_channels=ocr_mid_channels, key_channels=ocr_key_channels, dropout=ocr_dropout, **common)
     return HRNetFCN(backbone, num_classes, final_kernel=final_kernel, **common)
@@ -160,6 +189,9 @@ class ModelConfig:
     ocr_mid_channels: int = 512
     ocr_key_channels: int = 256
     ocr_dropout: float = 0.05
+    # initialisation when no checkpoint is loaded: "official" (conv N(0, 0.001^2), meant to be
+    # overwritten by ImageNet weights) or "kaiming" (for training from scratch)
+    init: InitName = "official"
 
     @property
     def name(self) -> str:
@@ -177,6 +209,7 @@ def build_model_from_config(cfg: ModelConfig, norm_layer: NormLayer = nn.BatchNo
         ocr_mid_channels=cfg.ocr_mid_channels,
         ocr_key_channels=cfg.ocr_key_channels,
         ocr_dropout=cfg.ocr_dropout,
+        init=cfg.init,
     )
 
 

@@ -139,3 +139,13 @@ def test_counts_reproduce_the_official_readme(backbone, head, official, params_m
 
 def test_backbone_list():
     assert BACKBONES == ("hrnetv2_w18_small_v1", "hrnetv2_w18_small_v2", "hrnetv2_w18", "hrnetv2_w32", "hrnetv2_w48")
+
+
+def test_kaiming_initialisation_for_training_from_scratch():
+    torch.manual_seed(0)
+    model = build_model("hrnetv2_w18_small_v1", "ocr", 3, init="kaiming")
+    fan_out = model.conv1.weight.shape[0] * 9
+    assert abs(model.conv1.weight.std().item() - (2 / fan_out) ** 0.5) < 0.02
+    assert model.cls_head.bias.abs().max().item() == 0  # every conv, heads included
+    with pytest.raises(HrsegError, match="valid: official, kaiming"):
+        build_model("hrnetv2_w18_small_v1", "ocr", 3, init="xavier")

@@ -1,0 +1,30 @@
+"""DVC stage `prepare_<dataset>`: verify a dataset and write its .lst files + summary.json."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from common import read_params, stage_tags
+
+from hrseg.data import prepare_dataset
+from hrseg.tracking import start_tracking
+
+
+def prepare(dataset: str, root: str, out: str, params: dict) -> dict:
+    summary = prepare_dataset(dataset, root, out)
+    tags = {**stage_tags(params, "prepare"), "hrseg.dataset": dataset}
+    with start_tracking(f"hrseg/{dataset}", f"prepare {dataset}", tags=tags, params={"dataset": dataset, "root": root}) as run:
+        run.log_metrics({f"images_{name.removesuffix('.lst')}": int(n) for name, n in summary.get("lists", {}).items()})
+        run.log_dict(summary, "summary.json")
+    return summary
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    prepare(args.dataset, args.root, args.out, read_params())

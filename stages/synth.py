@@ -1,0 +1,24 @@
+"""DVC stage `synth`: the miniature synthetic datasets the embedded profile runs on."""
+
+from __future__ import annotations
+
+import argparse
+
+from common import read_params, stage_tags
+
+from hrseg.data.synth import generate_synthetic
+from hrseg.tracking import start_tracking
+
+
+def synth(out: str, params: dict) -> dict:
+    report = generate_synthetic(out, seed=int(params["synth_seed"]))
+    with start_tracking("hrseg/pipeline", "synth", tags=stage_tags(params, "synth"), params={"synth_seed": params["synth_seed"]}) as run:
+        run.log_metrics({f"{name}_files": info["files"] for name, info in report.items()})
+        run.log_dict(report, "synth.json")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    synth(parser.parse_args().out, read_params())
