@@ -50,7 +50,9 @@ def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
     params = run.data.params
     assert params["train.lr"] == "0.02" and params["model.backbone"] == "hrnetv2_w18_small_v1"
     assert params["train.pretrained"] == "none" and params["data.crop_size"] == "[64, 128]"
-    assert len(params) == len(flatten(recipe.to_dict()))
+    assert len(params) == len(flatten(recipe.to_dict())) - 1  # every value but the free-text description
+    assert "description" not in params and recipe.description in run.data.tags["mlflow.note.content"]
+    assert run.data.metrics["miou"] == pytest.approx(metrics["final_miou"])  # same name as eval runs
 
     tags = run.data.tags
     assert tags["hrseg.recipe"] == "cityscapes_ocr" and tags["hrseg.stage"] == "train" and tags["hrseg.profile"] == "smoke"
