@@ -16,19 +16,20 @@ Methods, all on the same model and the same image:
 
 - ``plain_loop``: ``hrseg.evaluation.reference.reference_predict``, the official loop written
   out (one input per forward pass, the mirrored input in a second pass, ``torch.no_grad``);
-- ``hrseg``: ``multi_scale_predict`` with ``max_batch=2`` (``hrseg evaluate --batch 2``): the
-  mirrored copy shares the forward pass with the original, ``torch.inference_mode``, eager
-  fp32 model. (The ``hrseg evaluate`` default, ``--batch 1``, runs the same forward passes as
-  ``plain_loop`` and gives bit-identical scores.)
-- ``hrseg_batched``: the same with up to 4 windows (8 inputs) per forward pass (``--batch 8``);
-- ``hrseg_auto``: ``hrseg.fast`` path ``auto`` (BatchNorm folded into the convolutions +
-  channels_last; the ``hrseg predict`` default path) with ``max_batch=2``.
+- ``hrseg_eager``: ``multi_scale_predict`` on the eager fp32 model, one input per forward pass
+  (``hrseg evaluate --path eager``): the same forward passes as ``plain_loop``, bit-identical
+  scores, under ``torch.inference_mode``;
+- ``hrseg_batch2``: the same with the mirrored copy in the original's forward pass
+  (``--path eager --batch 2``; for GPUs: on CPU it is slower);
+- ``hrseg_auto``: ``hrseg.fast`` path ``auto`` (for this small model BatchNorm folded into the convolutions +
+  channels_last), one input per pass: the ``hrseg evaluate`` / ``hrseg predict`` default;
+- ``hrseg_onnx``: path ``onnx`` (ONNX Runtime), when onnxruntime is installed.
 
-Timing: all methods of a case run in one process, *interleaved* (plain, hrseg, batched, auto,
-plain, ...), so load from other processes hits them alike; ``images_per_s`` is 1 / the median
+Timing: all methods of a case run in one process, *interleaved* (plain, eager, batch2, auto,
+onnx, plain, ...), so load from other processes hits them alike; ``images_per_s`` is 1 / the median
 over the timed repeats after one warm-up run of each. Memory: each (case, method) then runs
 once more in a fresh spawned process, so that ``peak_rss_mb`` (that process's
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` high-water mark, model and Python/torch runtime
+VmHWM high-water mark, model and Python/torch runtime
 included) and ``extra_rss_mb`` (the peak minus the resident size after the model was built,
 i.e. what inference added) belong to that method alone. On a shared machine pass
 ``--threads 1``: OpenMP threads spin-wait when the cores are oversubscribed, which makes
@@ -59,10 +60,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hrseg.fast import have_onnxruntime
+
 log = logging.getLogger("bench_eval")
 
 CITYSCAPES_MS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-METHODS = ("plain_loop", "hrseg", "hrseg_batched", "hrseg_auto")
+METHODS = ("plain_loop", "hrseg_eager", "hrseg_batch2", "hrseg_auto") + (("hrseg_onnx",) if have_onnxruntime() else ())
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,15 @@ def cases(quick: bool) -> list[Case]:
 
 
 def _rss_mb() -> float:
+    """Peak resident size of this process (VmHWM). Not ``ru_maxrss``: Linux keeps that across
+    exec, so a spawned worker would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
@@ -139,12 +151,47 @@ def _runners(case: Case) -> dict:
     image = torch.randn(1, 3, case.height, case.width)
     kw = dict(scales=case.scales, flip=case.flip, crop_size=case.crop, base_size=case.width, mode="cityscapes")
     fast = prepare_inference_model(model, "auto")
-    return {
+    runners = {
         "plain_loop": lambda: reference_predict(model, image, num_classes=19, align_corners=True, **kw),
-        "hrseg": lambda: multi_scale_predict(model, image, max_batch=2, num_classes=19, align_corners=True, **kw),
-        "hrseg_batched": lambda: multi_scale_predict(model, image, max_batch=8, num_classes=19, align_corners=True, **kw),
-        "hrseg_auto": lambda: multi_scale_predict(fast, image, max_batch=2, num_classes=19, align_corners=True, **kw),
+        "hrseg_eager": lambda: multi_scale_predict(model, image, max_batch=1, num_classes=19, align_corners=True, **kw),
+        "hrseg_batch2": lambda: multi_scale_predict(model, image, max_batch=2, num_classes=19, align_corners=True, **kw),
+        "hrseg_auto": lambda: multi_scale_predict(fast, image, max_batch=1, num_classes=19, align_corners=True, **kw),
     }
+    if "hrseg_onnx" in METHODS:
+        onnx = prepare_inference_model(model, "onnx", sample_size=case.crop)
+        runners["hrseg_onnx"] = lambda: multi_scale_predict(onnx, image, max_batch=1, num_classes=19, align_corners=True, **kw)
+    return runners
+
+
+def scaling(quick: bool, threads: int) -> list[dict]:
+    """How the time of one image grows with its size (single scale) and with the number of
+    scales (+ flip), along the default ``auto`` path; Cityscapes rule, crop = image size."""
+    from hrseg.evaluation.inference import multi_scale_predict
+    from hrseg.fast import prepare_inference_model
+
+    torch.set_num_threads(threads)
+    sizes = [(64, 128), (128, 256)] if quick else [(128, 256), (256, 512), (512, 1024)]
+    counts = [1, 2] if quick else [1, 2, 4, 6]
+    backbone = "hrnetv2_w18_small_v1" if quick else "hrnetv2_w18_small_v2"
+    rows = []
+    scale_sets = {1: (1.0,), 2: (1.0, 1.25), 4: (0.5, 0.75, 1.0, 1.25), 6: CITYSCAPES_MS}
+    plan = [(size, (1.0,), False) for size in sizes] + [(sizes[-2] if len(sizes) > 2 else sizes[-1], scale_sets[n], True) for n in counts]
+    for (height, width), scales, flip in plan:
+        case = Case("scaling", backbone, height, width, tuple(scales), flip, 1 if quick else 3)
+        fast = prepare_inference_model(_model(case), "auto")
+        image = torch.randn(1, 3, height, width)
+        kw = dict(scales=case.scales, flip=flip, crop_size=case.crop, base_size=width, mode="cityscapes", num_classes=19, align_corners=True)
+        multi_scale_predict(fast, image, **kw)  # warm-up
+        times = []
+        for _ in range(case.repeats):
+            start = time.perf_counter()
+            multi_scale_predict(fast, image, **kw)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        rows.append({"case": "scaling", "method": "hrseg_auto", "model": f"{backbone}_ocr", "image": f"{height}x{width}", "scales": list(scales),
+                     "flip": flip, "repeats": case.repeats, "threads": threads, "seconds": round(seconds, 4), "images_per_s": round(1 / seconds, 4)})  # fmt: skip
+        log.info("scaling %s %d scale(s)%s: %.3f s", rows[-1]["image"], len(scales), " + flip" if flip else "", seconds)
+    return rows
 
 
 def _time_case(case: Case, threads: int) -> tuple[dict[str, float], dict]:
@@ -214,6 +261,8 @@ def run(quick: bool = False, threads: int | None = None) -> list[dict]:
             )
             r = rows[-1]
             log.info("%s %-14s %.3f images/s, peak RSS %.0f MB, same argmax %.6f", case.name, method, r["images_per_s"], r["peak_rss_mb"], r["same_prediction"])
+    with ctx.Pool(1) as pool:
+        rows += pool.apply(scaling, (quick, threads))
     return rows
 
 
@@ -229,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {rows[0]['threads']} threads, {rows[0]['model']} {rows[0]['image']}")
     print(header)
     for r in rows:
+        if r["case"] == "scaling":
+            print(f"scaling      {r['image']:>9} {len(r['scales'])} scale(s){' + flip' if r['flip'] else ''}: {r['seconds']:.3f} s")
+            continue
         print(
             f"{r['case']:<13}{r['method']:<15}{r['images_per_s']:>10.3f}{r['speedup_vs_plain_loop']:>10.2f}{r['peak_rss_mb']:>13.0f}"
             f"{r['extra_rss_mb']:>10.0f}{r['same_prediction']:>13.6f}{r['max_rel_diff']:>14.2e}"

@@ -27,7 +27,6 @@ them. Files are read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-from hrseg.errors import HrsegError
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import nn
 
+from hrseg.errors import HrsegError
 from hrseg.models.segmentation import ModelConfig
 
 CheckpointKind = Literal["auto", "segmentation", "imagenet", "hrseg", "state_dict"]
@@ -272,8 +272,8 @@ def _mismatch_hint(state: Mapping[str, torch.Tensor], model: nn.Module) -> str:
 def infer_model_config(state: Mapping[str, torch.Tensor], **overrides: Any) -> ModelConfig:
     """Guess backbone, head and class count from a (prefix-free) state dict by comparing its
     keys and shapes with every known architecture (built on the meta device)."""
-    from hrseg.models.segmentation import HEADS, build_model
     from hrseg.models.hrnet import HRNET_CONFIGS
+    from hrseg.models.segmentation import HEADS, build_model
 
     head = "ocr" if "cls_head.weight" in state else "fcn" if "last_layer.3.weight" in state else None
     if head is None:

@@ -10,7 +10,6 @@ The library never reads ``params.yaml``; callers pass dicts or recipe files expl
 
 from __future__ import annotations
 
-from hrseg.errors import HrsegError
 import dataclasses
 import os
 import types
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from hrseg.errors import HrsegError
 
 T = TypeVar("T")
 

@@ -10,17 +10,20 @@ Paths (``INFERENCE_PATHS``):
 ``eager``          the reference: fp32, NCHW, the model exactly as built.
 ``channels_last``  fp32, NHWC memory layout (faster convolutions on CPU and on tensor-core GPUs).
 ``folded``         fp32, every BatchNorm that directly follows a convolution folded into it.
-``folded_cl``      ``folded`` + ``channels_last``; what ``auto`` picks on CPU and CUDA.
+``folded_cl``      ``folded`` + ``channels_last``.
 ``onnx``           the model exported to ONNX and run by ONNX Runtime (CPU provider); needs
                    ``onnxruntime`` (``pip install 'hrseg[onnx]'``).
 ``cuda_fp16``      ``folded_cl`` under fp16 autocast (CUDA only). **Opt-in: changes results
 ``cuda_bf16``      beyond float tolerance** (bf16 autocast likewise).
-``auto``           ``folded_cl`` on CPU and CUDA, ``folded`` elsewhere: the fastest pure-PyTorch
-                   path that keeps float32 numerics. Measured by ``benchmarks/bench_model.py`` on
-                   the 2-core development CPU (W48+OCR, 512x1024): eager 4.42 s, channels_last
-                   1.19x, folded 1.11x, folded_cl 1.27x, onnx 1.41x. ``onnx`` is faster still
-                   but costs an export (~5 s for W48) per preparation and needs onnxruntime, so
-                   it stays opt-in.
+``auto``           the fastest path that keeps float32 numerics on the device: on CPU, ``onnx``
+                   for models of at least ``ONNX_MIN_PARAMS`` parameters (the W32/W48 models)
+                   when onnxruntime is installed, else ``folded_cl``; ``folded_cl`` on CUDA;
+                   ``folded`` elsewhere. Measured on the 2-core development CPU with W48+OCR
+                   (``benchmarks/RESULTS.md``): at 512x1024 eager 4.4 s, folded_cl 1.27x, onnx
+                   1.41x; at 1024x2048 onnx is 13% faster than folded_cl, at 520x520 7%, at
+                   256x512 5% slower; for W18-Small-v2 folded_cl and onnx are equal. The ONNX
+                   export costs ~6 s per preparation for W48 (once per ``hrseg evaluate`` or
+                   ``hrseg predict`` call), ~1 s for the small models.
 
 All fp32 paths differ from ``eager`` only by float32 rounding (tested on the parity fixture).
 On CUDA, PyTorch's default TF32 convolutions apply to ``eager`` and ``auto`` alike; hrseg never
@@ -319,13 +322,30 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def resolve_path(path: str, device: torch.device) -> str:
-    """The concrete path ``auto`` stands for on ``device`` (other names are checked and
-    returned unchanged)."""
+#: ``auto`` on CPU uses ONNX Runtime for models with at least this many parameters (W32, W48):
+#: there it beats ``folded_cl`` at evaluation sizes; for the small models the two are equal and
+#: the export is not worth its time.
+ONNX_MIN_PARAMS = 20_000_000
+
+
+def have_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_path(path: str, device: torch.device, model: nn.Module | None = None) -> str:
+    """The concrete path ``auto`` stands for on ``device`` for ``model`` (other names are
+    checked and returned unchanged)."""
     if path not in INFERENCE_PATHS:
         raise InferencePathError(f"unknown inference path {path!r}; valid: {', '.join(INFERENCE_PATHS)}")
     if path == "auto":
-        return "folded_cl" if device.type in ("cpu", "cuda") else "folded"
+        if device.type == "cpu":
+            large = model is not None and sum(p.numel() for p in model.parameters()) >= ONNX_MIN_PARAMS
+            return "onnx" if large and have_onnxruntime() else "folded_cl"
+        return "folded_cl" if device.type == "cuda" else "folded"
     if PATHS[path].needs_cuda:
         if not torch.cuda.is_available():
             raise InferencePathError(f"inference path {path!r} needs a CUDA GPU; none is available here")
@@ -349,7 +369,7 @@ def prepare_inference_model(
     modified: the prepared model is an eval-mode copy."""
     base = _unwrap(model)
     device = torch.device(device) if device is not None else _model_device(base)
-    chosen = resolve_path(path, device)
+    chosen = resolve_path(path, device, base)
     info = PATHS[chosen]
     if not info.exact:
         log.warning("inference path %r: %s (opt-in)", chosen, info.description)

@@ -3,6 +3,7 @@ that need them skip with a reason where they are absent (override with $HRSEG_PA
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -25,6 +26,12 @@ def parity() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed_and_logging():
+    """A fixed torch seed, and the root logger's handlers/level restored after each test (CLI
+    commands configure logging for the process)."""
     torch.manual_seed(0)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

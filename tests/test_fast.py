@@ -26,9 +26,11 @@ from torch import nn
 from hrseg.checkpoint import load_checkpoint
 from hrseg.fast import (
     INFERENCE_PATHS,
+    ONNX_MIN_PARAMS,
     InferencePathError,
     find_conv_bn_pairs,
     fold_batchnorm,
+    have_onnxruntime,
     prepare_inference_model,
     resolve_path,
 )
@@ -97,9 +99,20 @@ def test_eager_path_is_the_plain_model(parity_model, parity_io, eager_outputs):
     assert torch.equal(plain["out"], eager_outputs["out"])
 
 
-def test_auto_is_folded_channels_last_on_cpu():
+def test_auto_on_cpu_is_folded_channels_last_for_small_models():
     assert resolve_path("auto", torch.device("cpu")) == "folded_cl"
     assert prepare_inference_model(tiny_model(), "auto").path == "folded_cl"
+
+
+def test_auto_on_cpu_is_onnx_for_w48_when_onnxruntime_is_installed(monkeypatch):
+    with torch.device("meta"):
+        w48 = build_model("hrnetv2_w48", "ocr", 19)
+    assert sum(p.numel() for p in w48.parameters()) >= ONNX_MIN_PARAMS
+    if have_onnxruntime():
+        assert resolve_path("auto", torch.device("cpu"), w48) == "onnx"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    assert resolve_path("auto", torch.device("cpu"), w48) == "folded_cl"
+    assert resolve_path("auto", torch.device("cuda"), w48) == "folded_cl"
 
 
 def test_callers_model_is_untouched(parity_model, parity_io):

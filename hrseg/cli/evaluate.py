@@ -21,7 +21,7 @@ def evaluate_cli(
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value, e.g. --set eval.ade20k_pad_quirk=true (repeatable).")] = None,
     batch: Annotated[int | None, typer.Option(help="Network inputs per forward pass, mirrored copies and windows included (default: the recipe's eval.batch_size, 1 = the official order, bit-exact; 2+ is faster on GPUs).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
-    path: Annotated[str, typer.Option(help="Inference path: eager (exact, default), auto, channels_last, folded, folded_cl, onnx, cuda_fp16, cuda_bf16.")] = "eager",
+    path: Annotated[str, typer.Option(help="Inference path: auto (default: fastest within float32 tolerance), eager (bit-exact official arithmetic), channels_last, folded, folded_cl, onnx, cuda_fp16, cuda_bf16.")] = "auto",
     num_samples: Annotated[int | None, typer.Option(help="Evaluate only the first N images of the list.")] = None,
     overlays: Annotated[int | None, typer.Option(help="Number of overlay pictures (default: the recipe's eval.num_overlays).")] = None,
     save_predictions: Annotated[bool, typer.Option("--save-predictions", help="Also write predictions/<name>.png for labelled splits.")] = False,

@@ -259,7 +259,7 @@ def write_lip(root: Path, seed: int) -> _Writer:
     looks = make_appearances(sorted(lip.RAW_VALUES), _rng(seed, "lip"), same=lip.FLIP_PAIRS)
     i = 0
     for split_no, (split, count) in enumerate((("train", 18), ("val", 6))):
-        for k in range(count):
+        for _k in range(count):
             rng = _rng(seed, "lip", split_no, i)
             height, width = int(rng.integers(140, 201)), int(rng.integers(96, 151))
             canvas = lip_scene(rng, height, width, _LIP_EXTRAS[i % len(_LIP_EXTRAS)])
@@ -284,15 +284,16 @@ def write_pascal_ctx(root: Path, seed: int) -> _Writer:
     ids = list(pascal_ctx.MAPPING_IDS)
     looks = make_appearances(ids, _rng(seed, "pascal_ctx"))
     classes = [v for v in ids if v != 0]
+    frequent, rare = classes[:FREQUENT], classes[FREQUENT:]  # a long tail, as in _write_generic
     images, annotations = [], []
     i = 0
     for split_no, (split, count) in enumerate((("train", 20), ("val", 6))):
-        for k in range(count):
+        for _k in range(count):
             rng = _rng(seed, "pascal_ctx", split_no, i)
             height, width = _size(rng)
-            chosen = _rotation(classes, i * 5 + split_no * 17, 5)
-            stuff = [0, chosen[0]] if i % 2 == 0 else [chosen[0], 0]
-            canvas = generic_scene(rng, height, width, stuff, chosen[1:], fill=0)
+            band = frequent[i % FREQUENT]
+            stuff = [0, band] if i % 2 == 0 else [band, 0]
+            canvas = generic_scene(rng, height, width, stuff, _rotation(rare, i * 4 + split_no * 17, 4), fill=0)
             image_id = (2008 + i % 3) * 1000000 + 2 * i + 1
             file_name = f"{image_id // 1000000}_{image_id % 1000000:06d}.jpg"
             write(f"VOCdevkit/VOC2010/JPEGImages/{file_name}", _jpg(render(canvas.label, looks, rng)))
@@ -318,20 +319,30 @@ def write_pascal_ctx(root: Path, seed: int) -> _Writer:
     return write
 
 
+#: classes of the "stuff" bands of COCO-Stuff / ADE20K synthetic images (the frequent head)
+FREQUENT = 8
+
+
 def _write_generic(
     root: Path, seed: int, dataset: str, *, classes: list[int], fill: int, per_image: int, names: Callable[[str, int], tuple[str, str]]
 ) -> _Writer:
-    """Stuff bands + objects; ``classes`` rotate so the training split shows each of them."""
+    """Stuff bands + objects, with a long tail like the real datasets: the two stuff bands of
+    every image come from ``FREQUENT`` common classes (so what a model learns from the training
+    split carries over to validation), the objects rotate through all the other classes, so
+    the training split still shows every class."""
     write = _Writer(root)
     looks = make_appearances([fill] + classes, _rng(seed, dataset))
     order = [int(v) for v in _rng(seed, dataset, 99).permutation(classes)]
+    frequent, rare = order[:FREQUENT], order[FREQUENT:]
+    objects = per_image - 2
     i = 0
     for split_no, (split, count) in enumerate((("train", 20), ("val", 6))):
         for k in range(count):
             rng = _rng(seed, dataset, split_no, i)
             height, width = _size(rng)
-            chosen = _rotation(order, i * per_image + split_no * 31, per_image)
-            canvas = generic_scene(rng, height, width, chosen[:2], chosen[2:] + ([fill] if k % 2 == 0 else []), fill=fill)
+            stuff = [frequent[i % FREQUENT], frequent[(i + 3) % FREQUENT]]
+            chosen = _rotation(rare, i * objects + split_no * 31, objects)
+            canvas = generic_scene(rng, height, width, stuff, chosen + ([fill] if k % 2 == 0 else []), fill=fill)
             image, label = names(split, k)
             write(image, _jpg(render(canvas.label, looks, rng)))
             write(label, _png(canvas.label.astype(np.uint8)))
@@ -346,7 +357,7 @@ def write_cocostuff(root: Path, seed: int) -> _Writer:
         stem = f"COCO_train2014_{100 * (k + 1) + (split == 'val'):012d}"
         return f"{split}/image/{stem}.jpg", f"{split}/label/{stem}.png"
 
-    return _write_generic(root, seed, "cocostuff", classes=list(range(1, 183)), fill=0, per_image=10, names=names)
+    return _write_generic(root, seed, "cocostuff", classes=list(range(1, 183)), fill=0, per_image=11, names=names)
 
 
 def write_ade20k(root: Path, seed: int) -> _Writer:
@@ -356,7 +367,7 @@ def write_ade20k(root: Path, seed: int) -> _Writer:
         stem = f"ADE_{'train' if split == 'train' else 'val'}_{k + 1:08d}"
         return f"{split}/image/{stem}.jpg", f"{split}/label/{stem}.png"
 
-    return _write_generic(root, seed, "ade20k", classes=list(range(1, 151)), fill=0, per_image=9, names=names)
+    return _write_generic(root, seed, "ade20k", classes=list(range(1, 151)), fill=0, per_image=10, names=names)
 
 
 WRITERS: MappingProxyType[str, Callable[[Path, int], _Writer]] = MappingProxyType(

@@ -7,8 +7,8 @@ import csv
 import io as _io
 import logging
 import sys
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch

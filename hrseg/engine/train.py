@@ -29,8 +29,8 @@ import io as _io
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

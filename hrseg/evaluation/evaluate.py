@@ -28,9 +28,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io as _io
+import json
 import logging
 import math
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -272,7 +272,7 @@ def evaluate(
     split: str | None = None,
     batch_size: int | None = None,
     device: str | None = None,
-    path: str = "eager",
+    path: str = "auto",
     num_samples: int | None = None,
     num_overlays: int | None = None,
     save_predictions: bool = False,
@@ -292,8 +292,8 @@ def evaluate(
     and sliding windows included: 1 runs the official one-input-at-a-time order and gives
     bit-identical scores to it, 2 runs each image with its mirror image (faster on GPUs; on
     CPU the scores then differ by float rounding, ~1e-6 relative); ``path`` picks the inference path
-    (``hrseg.fast.INFERENCE_PATHS``; ``eager`` reproduces the official numerics exactly, the
-    others within float tolerance); ``num_samples`` keeps the first N images;
+    (``hrseg.fast.INFERENCE_PATHS``; the default ``auto`` is the fastest path within float32
+    tolerance on this device; ``eager`` reproduces the official numerics bit for bit); ``num_samples`` keeps the first N images;
     ``save_predictions`` also writes ``predictions/<name>.png`` (palettised class indices).
 
     MLflow (rank 0, ``tracking``): ``tags`` are added to the run's tags; ``train_run_id`` (else

@@ -1,6 +1,6 @@
 """HRNetV2 segmentation models: ``build_model(backbone, head, num_classes, align_corners)``."""
 
-from hrseg.models.hrnet import HRNET_CONFIGS, HRNetConfig, HighResolutionNet, StageConfig
+from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, HRNetConfig, StageConfig
 from hrseg.models.segmentation import (
     HEADS,
     MODELS,

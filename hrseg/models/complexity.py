@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hrseg.models.segmentation import SegmentationModel, build_model
+from hrseg.models.segmentation import build_model
 
 
 @dataclass(frozen=True)

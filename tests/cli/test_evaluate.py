@@ -4,7 +4,6 @@ bad input gives exit status 1 with a message naming the problem."""
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import torch
@@ -18,16 +17,6 @@ from hrseg.models import build_model_from_config
 from hrseg.models.segmentation import ModelConfig
 
 TINY = {"backbone": "hrnetv2_w18_small_v1", "head": "ocr", "num_classes": 19, "ocr_mid_channels": 32, "ocr_key_channels": 16}
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI configures logging on CliRunner's temporary stderr; put the root handlers back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ the failure is reported and the exit status is 2."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 
 import numpy as np
@@ -20,16 +19,6 @@ from hrseg.models.segmentation import ModelConfig
 from hrseg.recipe import recipe_from_dict
 
 TINY = {"backbone": "hrnetv2_w18_small_v1", "head": "ocr", "num_classes": 150, "ocr_mid_channels": 32, "ocr_key_channels": 16}
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI configures logging on CliRunner's temporary stderr; put the root handlers back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ server is down."""
 from __future__ import annotations
 
 import json
-import logging
 import socket
 from pathlib import Path
 
@@ -19,14 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging_and_threads():
-    """``hrseg train`` reconfigures the root logger (CliRunner's stream is gone afterwards)."""
-    root = logging.getLogger()
-    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
+def _one_thread():
+    """Tiny models train faster on one thread (and the root logger is restored by conftest)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
     torch.set_num_threads(threads)
 
 

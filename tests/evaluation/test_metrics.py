@@ -73,8 +73,8 @@ def test_matches_numpy_reference_on_random_data():
     label[label == k] = 255
     pred = rng.integers(0, k, size=label.shape)
     cm = ConfusionMatrix(k)
-    for p, l in zip(pred, label, strict=True):  # several updates accumulate
-        cm.update(torch.from_numpy(p), torch.from_numpy(l))
+    for p, lab in zip(pred, label, strict=True):  # several updates accumulate
+        cm.update(torch.from_numpy(p), torch.from_numpy(lab))
     keep = label != 255
     ref = np.zeros((k, k), np.int64)
     np.add.at(ref, (label[keep], pred[keep]), 1)
