@@ -178,3 +178,21 @@ def test_results_table_regenerates_readme_byte_identically(project):
     _run(["dvc", "repro", "-f", "-s", "results_table"], root, env)
     assert (root / "README.md").read_bytes() == first
     assert (root / "results/results_table.md").read_text() in first.decode()
+    assert first == (REPO / "README.md").read_bytes(), "the README table is stale: run `dvc repro results_table`"
+
+
+def test_missing_real_dataset_fails_at_its_prepare_stage(project):
+    root, env = project
+    params_file = root / "params.yaml"
+    saved = params_file.read_text()
+    params = yaml.safe_load(saved)
+    params.update(profile="full", data_root=str(root / "no-such-data"))
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = _run(["dvc", "repro", "eval_lip_ocr"], root, env, check=False)
+    finally:
+        params_file.write_text(saved)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "prepare_lip" in output and str(root / "no-such-data" / "lip") in output, output[-2000:]
+    assert "Running stage 'train_lip_ocr'" not in output and "Traceback" not in output
