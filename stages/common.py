@@ -1,5 +1,5 @@
-"""What every DVC stage script shares: reading params.yaml, resolving a recipe for the
-active profile, and the MLflow run of a stage.
+"""What every DVC stage script shares: its entry point (``stage_main``), reading
+params.yaml, resolving a recipe for the active profile, and the MLflow run of a stage.
 
 Resolution order for a recipe (later wins):
   params/<recipe>.yaml  <  params/profiles/<profile>.yaml (all -> datasets.<dataset> ->
@@ -8,14 +8,19 @@ Resolution order for a recipe (later wins):
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
+import logging
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hrseg.config import ConfigError, load_yaml
+from hrseg.errors import HrsegError
 from hrseg.recipe import Recipe, recipe_from_dict, resolve_recipe_path
 
 PARAMS = Path("params.yaml")
@@ -38,6 +43,23 @@ PREPARED = {"pascal_ctx60": "pascal_ctx"}
 
 def read_params(path: Path = PARAMS) -> dict[str, Any]:
     return load_yaml(path)
+
+
+def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, dict[str, Any]], object], *, torchrun: bool = False) -> None:
+    """The ``__main__`` of a stage script: log lines with times, arguments parsed, params.yaml
+    read, the stage re-launched under torchrun when ``torchrun`` and ``nproc_per_node`` > 1,
+    then ``run(args, params)``. A user-facing error (missing data, no weights, bad recipe) ends
+    the stage with its message and exit status 1, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = parser.parse_args()
+    try:
+        params = read_params()
+        if torchrun:
+            relaunch_under_torchrun(params)
+        run(args, params)
+    except HrsegError as error:
+        print(f"ERROR {Path(sys.argv[0]).name}: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -87,8 +109,6 @@ def relaunch_under_torchrun(params: dict[str, Any]) -> None:
     process per GPU); a single process runs as a plain Python process."""
     nproc = int(params.get("nproc_per_node", 1))
     if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        import sys
-
         os.execvp("torchrun", ["torchrun", "--standalone", f"--nproc-per-node={nproc}", *sys.argv])
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
-from common import device, read_params, relaunch_under_torchrun, resolve_recipe, run_name, stage_tags
+from common import device, resolve_recipe, run_name, stage_main, stage_tags
 
 from hrseg.evaluation.evaluate import evaluate
 
@@ -33,12 +32,8 @@ def eval_stage(name: str, model: Path, out: Path, params: dict) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe")
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    params = read_params()
-    relaunch_under_torchrun(params)
-    eval_stage(args.recipe, args.model, args.out, params)
+    stage_main(parser, lambda args, params: eval_stage(args.recipe, args.model, args.out, params), torchrun=True)

@@ -4,10 +4,9 @@ from. The embedded profile trains from scratch and downloads nothing."""
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from common import read_params, resolve_recipe, stage_tags
+from common import resolve_recipe, stage_main, stage_tags
 
 from hrseg import io
 from hrseg.catalogue import CATALOGUE
@@ -38,7 +37,6 @@ def fetch_pretrained(dest: Path, params: dict) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dest", type=Path, required=True)
-    fetch_pretrained(parser.parse_args().dest, read_params())
+    stage_main(parser, lambda args, params: fetch_pretrained(args.dest, params))

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from common import read_params, stage_tags
+from common import stage_main, stage_tags
 
 from hrseg.data import prepare_dataset
 from hrseg.tracking import start_tracking
@@ -21,10 +20,8 @@ def prepare(dataset: str, root: str, out: str, params: dict) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dataset")
     parser.add_argument("--root", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    prepare(args.dataset, args.root, args.out, read_params())
+    stage_main(parser, lambda args, params: prepare(args.dataset, args.root, args.out, params))

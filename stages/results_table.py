@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import read_params, stage_tags
+from common import stage_main, stage_tags
 
 from hrseg import io
 from hrseg.results import PUBLISHED, build_table, replace_between_markers
@@ -29,5 +29,4 @@ if __name__ == "__main__":
     parser.add_argument("--results", type=Path, required=True, help="results/eval (one folder per recipe)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    args = parser.parse_args()
-    results_table(args.results, args.out, args.readme, read_params())
+    stage_main(parser, lambda args, params: results_table(args.results, args.out, args.readme, params))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import read_params, stage_tags
+from common import stage_main, stage_tags
 
 from hrseg.data.synth import generate_synthetic
 from hrseg.tracking import start_tracking
@@ -21,4 +21,4 @@ def synth(out: str, params: dict) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
-    synth(parser.parse_args().out, read_params())
+    stage_main(parser, lambda args, params: synth(args.out, params))

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 from pathlib import Path
 
-from common import device, read_params, recipe_key, relaunch_under_torchrun, resolve_recipe, run_name, stage_tags
+from common import device, recipe_key, resolve_recipe, run_name, stage_main, stage_tags
 
 from hrseg import io
 from hrseg.engine.train import train
@@ -48,12 +47,8 @@ def train_stage(name: str, model_dir: Path, results_dir: Path, params: dict) -> 
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe")
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--results", type=Path, required=True)
-    args = parser.parse_args()
-    params = read_params()
-    relaunch_under_torchrun(params)
-    train_stage(args.recipe, args.model_dir, args.results, params)
+    stage_main(parser, lambda args, params: train_stage(args.recipe, args.model_dir, args.results, params), torchrun=True)

@@ -186,7 +186,11 @@ def test_missing_real_dataset_fails_at_its_prepare_stage(project):
     params_file = root / "params.yaml"
     saved = params_file.read_text()
     params = yaml.safe_load(saved)
-    params.update(profile="full", data_root=str(root / "no-such-data"))
+    # the ImageNet weights are in place (a stand-in file on a mirror): only the data is missing
+    mirror = root.parent / "mirror"
+    mirror.mkdir(exist_ok=True)
+    (mirror / "hrnetv2_w48_imagenet_pretrained.pth").write_bytes(b"stand-in")
+    params.update(profile="full", data_root=str(root / "no-such-data"), pretrained_mirror=str(mirror))
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         result = _run(["dvc", "repro", "eval_lip_ocr"], root, env, check=False)
