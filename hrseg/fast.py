@@ -18,12 +18,12 @@ Paths (``INFERENCE_PATHS``):
 ``auto``           the fastest path that keeps float32 numerics on the device: on CPU, ``onnx``
                    for models of at least ``ONNX_MIN_PARAMS`` parameters (the W32/W48 models)
                    when onnxruntime is installed, else ``folded_cl``; ``folded_cl`` on CUDA;
-                   ``folded`` elsewhere. Measured on the 2-core development CPU with W48+OCR
-                   (``benchmarks/RESULTS.md``): at 512x1024 eager 4.4 s, folded_cl 1.27x, onnx
-                   1.41x; at 1024x2048 onnx is 13% faster than folded_cl, at 520x520 7%, at
-                   256x512 5% slower; for W18-Small-v2 folded_cl and onnx are equal. The ONNX
-                   export costs ~6 s per preparation for W48 (once per ``hrseg evaluate`` or
-                   ``hrseg predict`` call), ~1 s for the small models.
+                   ``folded`` elsewhere. Measured on the 2-core development CPU by
+                   ``benchmarks/run_all.py`` (``benchmarks/RESULTS.md``), W48+OCR at 512x1024:
+                   eager 4.96 s, folded_cl 1.44x, onnx 1.55x; at 1024x2048 folded_cl 1.54x,
+                   onnx 1.68x; for W18-Small-v2 folded_cl and onnx are about equal. The ONNX
+                   export costs a few seconds per preparation for W48 (once per
+                   ``hrseg evaluate`` or ``hrseg predict`` call), ~1 s for the small models.
 
 All fp32 paths differ from ``eager`` only by float32 rounding (tested on the parity fixture).
 On CUDA, PyTorch's default TF32 convolutions apply to ``eager`` and ``auto`` alike; hrseg never
@@ -322,9 +322,9 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-#: ``auto`` on CPU uses ONNX Runtime for models with at least this many parameters (W32, W48):
-#: there it beats ``folded_cl`` at evaluation sizes; for the small models the two are equal and
-#: the export is not worth its time.
+#: ``auto`` on CPU uses ONNX Runtime for models with at least this many parameters (W32, W48;
+#: measured on W48): there it beats ``folded_cl`` at evaluation sizes; for the small models
+#: the two are equal and the export is not worth its time.
 ONNX_MIN_PARAMS = 20_000_000
 
 
