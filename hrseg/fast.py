@@ -296,10 +296,11 @@ def _torch_runner(module: nn.Module, channels_last: bool, autocast: torch.dtype 
 
 
 def _onnx_runner(model: nn.Module, sample_size: tuple[int, int], has_aux: bool) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise InferencePathError("inference path 'onnx' needs onnxruntime, which is not installed; pip install 'hrseg[onnx]'") from None
+    missing = missing_onnx_packages()
+    if missing:
+        raise InferencePathError(f"inference path 'onnx' needs {' and '.join(missing)}, not installed here; pip install 'hrseg[onnx]'")
+    import onnxruntime as ort
+
     from hrseg.export import export_onnx
 
     options = ort.SessionOptions()
@@ -328,12 +329,20 @@ def _model_device(model: nn.Module) -> torch.device:
 ONNX_MIN_PARAMS = 20_000_000
 
 
+def missing_onnx_packages() -> list[str]:
+    """Which of the packages the ``onnx`` path needs (the ``[onnx]`` extra) are not importable."""
+    missing = []
+    for name in ("onnx", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
 def have_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the ``onnx`` path can run: onnx (for the export) and onnxruntime."""
+    return not missing_onnx_packages()
 
 
 def resolve_path(path: str, device: torch.device, model: nn.Module | None = None) -> str:

@@ -204,10 +204,14 @@ def test_cuda_paths_say_they_need_cuda(path):
         prepare_inference_model(tiny_model(), path)
 
 
-def test_onnx_path_without_onnxruntime_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
-    with pytest.raises(InferencePathError, match=r"onnxruntime.*hrseg\[onnx\]"):
+@pytest.mark.parametrize("package", ["onnxruntime", "onnx"])
+def test_onnx_path_without_its_packages_says_how_to_install(monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import <package>` fail
+    with pytest.raises(InferencePathError, match=rf"needs {package}, not installed.*hrseg\[onnx\]"):
         prepare_inference_model(tiny_model(), "onnx")
+    with torch.device("meta"):
+        w48 = build_model("hrnetv2_w48", "ocr", 19)
+    assert resolve_path("auto", torch.device("cpu"), w48) == "folded_cl"  # auto falls back
 
 
 def test_every_listed_path_is_documented():
