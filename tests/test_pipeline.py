@@ -50,6 +50,23 @@ def test_recipe_resolution_order(monkeypatch):
     assert common.run_name("train", "cityscapes_ocr", {"lr": 0.02, "epochs": None}) == "train cityscapes_ocr lr=0.02"
 
 
+def test_stage_errors_are_one_message_not_a_traceback(monkeypatch, capsys):
+    import argparse
+
+    from hrseg.fetch import FetchError
+
+    def fail(args, params):
+        raise FetchError("could not fetch 'hrnetv2_w48_imagenet': put it at pretrained/x.pth")
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["stages/fetch_pretrained.py"])
+    with pytest.raises(SystemExit) as exit_info:
+        common.stage_main(argparse.ArgumentParser(), fail)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "ERROR fetch_pretrained.py: could not fetch 'hrnetv2_w48_imagenet': put it at pretrained/x.pth"
+
+
 def test_results_table_and_markers(tmp_path):
     (tmp_path / "cityscapes_ocr").mkdir()
     (tmp_path / "cityscapes_ocr" / "metrics.json").write_text(json.dumps({"miou": 0.81623, "pixel_acc": 0.96, "scales": [1.0], "flip": False}))
