@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hrseg.data.errors import LayoutError
-from hrseg.data.layout import Discovery, Sample, pair_split, rel
+from hrseg.data.layout import Discovery, Sample, pair_by_stem, require_dirs
 from hrseg.data.spec import DatasetSpec, bit_palette, lut_from_pairs
 
 NAME = "ade20k"
@@ -73,8 +73,7 @@ def _original_base(root: Path) -> Path | None:
 
 
 def discover(root: Path) -> Discovery:
-    if not root.is_dir():
-        raise LayoutError(f"{NAME}: dataset root {root} does not exist or is not a directory. Expected layout:\n{LAYOUT}")
+    require_dirs(root, NAME, LAYOUT)
     original = _original_base(root)
     renamed = all((root / s / k).is_dir() for s in REQUIRED_SPLITS for k in ("image", "label"))
     if original is None and not renamed:
@@ -86,11 +85,7 @@ def discover(root: Path) -> Discovery:
         else:
             image_dir = original / "images" / _ORIGINAL_SPLITS[split]
             label_dir = original / "annotations" / _ORIGINAL_SPLITS[split]
-        images = {p.stem: rel(p, root) for p in image_dir.glob("*.jpg")}
-        labels = {p.stem: rel(p, root) for p in label_dir.glob("*.png")}
-        samples, problems = pair_split(split, images, labels, pattern=f"{rel(image_dir, root) if image_dir != root else '.'}/*.jpg")
-        found.splits[split] = samples
-        found.problems += problems
+        found.add(split, pair_by_stem(split, root, image_dir, label_dir))
     return found
 
 

@@ -76,9 +76,7 @@ def discover(root: Path) -> Discovery:
         labelled = split not in OPTIONAL_SPLITS
         images = {p.name[: -len(IMAGE_SUFFIX)]: rel(p, root) for p in image_dir.glob(f"*/*{IMAGE_SUFFIX}")}
         labels = {p.name[: -len(LABEL_SUFFIX)]: rel(p, root) for p in (root / "gtFine" / split).glob(f"*/*{LABEL_SUFFIX}")} if labelled else {}
-        samples, problems = pair_split(split, images, labels, pattern=f"leftImg8bit/{split}/*/*{IMAGE_SUFFIX}", labelled=labelled)
-        found.splits[split] = samples
-        found.problems += problems
+        found.add(split, pair_split(split, images, labels, pattern=f"leftImg8bit/{split}/*/*{IMAGE_SUFFIX}", labelled=labelled))
     return found
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrseg.data.layout import Discovery, Sample, pair_split, rel, require_dirs
+from hrseg.data.layout import Discovery, Sample, pair_by_stem, require_dirs
 from hrseg.data.spec import DatasetSpec, bit_palette, lut_from_pairs
 
 NAME = "cocostuff"
@@ -80,11 +80,7 @@ def discover(root: Path) -> Discovery:
     require_dirs(root, NAME, LAYOUT, *(f"{s}/{k}" for s in REQUIRED_SPLITS for k in ("image", "label")))
     found = Discovery()
     for split in REQUIRED_SPLITS:
-        images = {p.stem: rel(p, root) for p in (root / split / "image").glob("*.jpg")}
-        labels = {p.stem: rel(p, root) for p in (root / split / "label").glob("*.png")}
-        samples, problems = pair_split(split, images, labels, pattern=f"{split}/image/*.jpg")
-        found.splits[split] = samples
-        found.problems += problems
+        found.add(split, pair_by_stem(split, root, root / split / "image", root / split / "label"))
     return found
 
 

@@ -26,6 +26,12 @@ class Discovery:
     splits: dict[str, list[Sample]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
+    def add(self, split: str, paired: tuple[list[Sample], list[str]]) -> None:
+        """Record one split's ``(samples, problems)`` as ``pair_split`` returns them."""
+        samples, problems = paired
+        self.splits[split] = samples
+        self.problems += problems
+
 
 def rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
@@ -69,3 +75,11 @@ def pair_split(
         for key in sorted(set(labels) - set(images)):
             problems.append(f"{labels[key]}: label without image (no image for sample {key!r})")
     return samples, problems
+
+
+def pair_by_stem(split: str, root: Path, image_dir: Path, label_dir: Path) -> tuple[list[Sample], list[str]]:
+    """``pair_split`` of ``image_dir/*.jpg`` with ``label_dir/*.png`` by file stem (the LIP,
+    COCO-Stuff and ADE20K layouts)."""
+    images = {p.stem: rel(p, root) for p in image_dir.glob("*.jpg")}
+    labels = {p.stem: rel(p, root) for p in label_dir.glob("*.png")}
+    return pair_split(split, images, labels, pattern=f"{rel(image_dir, root)}/*.jpg")

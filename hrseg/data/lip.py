@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrseg.data.layout import Discovery, Sample, pair_split, rel, require_dirs
+from hrseg.data.layout import Discovery, Sample, pair_by_stem, require_dirs
 from hrseg.data.spec import DatasetSpec, bit_palette, lut_from_pairs
 
 NAME = "lip"
@@ -59,11 +59,7 @@ def discover(root: Path) -> Discovery:
     require_dirs(root, NAME, LAYOUT, IMAGE_DIR, LABEL_DIR)
     found = Discovery()
     for split in REQUIRED_SPLITS:
-        images = {p.stem: rel(p, root) for p in (root / IMAGE_DIR / f"{split}_images").glob("*.jpg")}
-        labels = {p.stem: rel(p, root) for p in (root / LABEL_DIR / f"{split}_segmentations").glob("*.png")}
-        samples, problems = pair_split(split, images, labels, pattern=f"{IMAGE_DIR}/{split}_images/*.jpg")
-        found.splits[split] = samples
-        found.problems += problems
+        found.add(split, pair_by_stem(split, root, root / IMAGE_DIR / f"{split}_images", root / LABEL_DIR / f"{split}_segmentations"))
     return found
 
 
