@@ -28,14 +28,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io as _io
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,7 +49,10 @@ from hrseg.evaluation.inference import (
 )
 from hrseg.evaluation.metrics import ConfusionMatrix
 from hrseg.evaluation.progress import progress
-from hrseg.recipe import Recipe
+from hrseg.recipe import EvalConfig, Recipe
+
+if TYPE_CHECKING:
+    from hrseg.data.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +141,6 @@ class LoadedModel:
     path: str
 
 
-def _run_beside(checkpoint: Path) -> str | None:
-    """The training run recorded next to a checkpoint by ``hrseg train`` (mlflow_run.json)."""
-    path = checkpoint.parent / "mlflow_run.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("mlflow_run_id") if path.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.device, *, path: str = "eager") -> LoadedModel:
     """Build ``recipe.model``, load ``checkpoint`` strictly (ours or an official release) and
     prepare it for inference along ``path`` (``hrseg.fast``; ``eager`` = the model as built)."""
@@ -199,8 +192,20 @@ def shard_indices(num_items: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, num_items, world_size))
 
 
-def _first(batch: list[dict]) -> dict:
+def first_item(batch: list[dict]) -> dict:
+    """``collate_fn`` for loaders of one sample per step (images differ in size)."""
     return batch[0]
+
+
+def protocol_scores(loaded: LoadedModel, image: torch.Tensor, spec: DatasetSpec, ev: EvalConfig, device: torch.device) -> torch.Tensor:
+    """One image through the recipe's test protocol (``ev``: scales, flip, crop, base size,
+    batch) with the dataset's window rule, flip pairs and normalisation (``spec``): the summed
+    exp-logit scores of ``multi_scale_predict``."""
+    return multi_scale_predict(
+        loaded.model, image, scales=ev.scales, flip=ev.flip, crop_size=tuple(ev.crop_size), base_size=ev.base_size,
+        mode=inference_mode_for(spec.name), flip_pairs=spec.flip_pairs, num_classes=spec.num_classes,
+        align_corners=loaded.align_corners, mean=spec.mean, std=spec.std, device=device, max_batch=max(1, ev.batch_size),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -355,7 +360,7 @@ def _evaluate(
     labelled = all(e.label is not None for e in dataset.entries)
     shard = shard_indices(len(dataset), info.rank, info.world_size)
     loader = DataLoader(
-        Subset(dataset, shard), batch_size=1, shuffle=False, collate_fn=_first, num_workers=recipe.data.num_workers,
+        Subset(dataset, shard), batch_size=1, shuffle=False, collate_fn=first_item, num_workers=recipe.data.num_workers,
         worker_init_fn=worker_init_fn, pin_memory=info.device.type == "cuda",
     )  # fmt: skip
 
@@ -372,15 +377,10 @@ def _evaluate(
             list(ev.scales), ev.flip, mode, tuple(ev.crop_size), ev.base_size, loaded.path,
         )  # fmt: skip
         cm = ConfusionMatrix(spec.num_classes, device=info.device)
-        max_batch = max(1, ev.batch_size)
         overlay_dir, written_overlays = out / "overlays", []
         start = time.perf_counter()
         for sample in progress(loader, len(shard), f"eval {spec.name}/{ev.split}", enabled=info.is_main):
-            scores = multi_scale_predict(
-                loaded.model, sample["image"], scales=ev.scales, flip=ev.flip, crop_size=tuple(ev.crop_size), base_size=ev.base_size,
-                mode=mode, flip_pairs=spec.flip_pairs, num_classes=spec.num_classes, align_corners=loaded.align_corners,
-                mean=spec.mean, std=spec.std, device=info.device, max_batch=max_batch,
-            )  # fmt: skip
+            scores = protocol_scores(loaded, sample["image"], spec, ev, info.device)
             pad = tuple(int(v) for v in sample["pad"]) if crop_pad else (0, 0)
             label = sample.get("label")
             size = tuple(label.shape) if label is not None else tuple(int(v) for v in sample["orig_size"])
@@ -455,6 +455,7 @@ def _start_tracking(
     from hrseg.tracking import (
         disabled_tracker,
         params_from_dict,
+        recorded_run_id,
         sha256_file,
         start_tracking,
     )
@@ -476,7 +477,7 @@ def _start_tracking(
         "torch": torch.__version__,
     }
     tags.update({str(k): str(v) for k, v in extra_tags.items()})
-    train_run = train_run_id or loaded.checkpoint_meta.get("mlflow_run_id") or _run_beside(loaded.checkpoint)
+    train_run = train_run_id or loaded.checkpoint_meta.get("mlflow_run_id") or recorded_run_id(loaded.checkpoint.parent)
     if train_run:
         tags["hrseg.train_run_id"] = str(train_run)
     params = params_from_dict(recipe.to_dict())

@@ -33,8 +33,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hrseg.errors import HrsegError
-from hrseg.evaluation.evaluate import inference_mode_for, load_model
-from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
+from hrseg.evaluation.evaluate import first_item, load_model, protocol_scores
+from hrseg.evaluation.inference import finalize_prediction
 from hrseg.evaluation.progress import progress
 from hrseg.recipe import EvalConfig, Recipe
 
@@ -153,10 +153,6 @@ class _ImageFiles(Dataset):
         return sample
 
 
-def _first(batch: list[dict]) -> dict:
-    return batch[0]
-
-
 def predict(
     inputs: str | os.PathLike,
     checkpoint: str | os.PathLike,
@@ -191,9 +187,7 @@ def predict(
     dev = select_device(device)
     loaded = load_model(recipe, checkpoint, dev, path=path)
     transform = EvalTransform.from_spec(spec, crop_size=ev.crop_size, base_size=ev.base_size)
-    loader = DataLoader(_ImageFiles(files, transform), batch_size=1, collate_fn=_first, num_workers=max(0, workers), pin_memory=dev.type == "cuda")
-    mode = inference_mode_for(spec.name)
-    max_batch = max(1, ev.batch_size)
+    loader = DataLoader(_ImageFiles(files, transform), batch_size=1, collate_fn=first_item, num_workers=max(0, workers), pin_memory=dev.type == "cuda")
     log.info(
         "predicting %d image(s) from %s with %s (%s, %s sizing): scales %s, flip %s, inference path %s",
         len(files), inputs, checkpoint, recipe.model.name, spec.name, list(ev.scales), ev.flip, loaded.path,
@@ -207,11 +201,7 @@ def predict(
             report.failed.append((source, sample["error"]))
             continue
         try:
-            scores = multi_scale_predict(
-                loaded.model, sample["image"], scales=ev.scales, flip=ev.flip, crop_size=tuple(ev.crop_size), base_size=ev.base_size,
-                mode=mode, flip_pairs=spec.flip_pairs, num_classes=spec.num_classes, align_corners=loaded.align_corners,
-                mean=spec.mean, std=spec.std, device=dev, max_batch=max_batch,
-            )  # fmt: skip
+            scores = protocol_scores(loaded, sample["image"], spec, ev, dev)
             size = tuple(int(v) for v in sample["orig_size"])
             pred = finalize_prediction(scores, size, pad=tuple(int(v) for v in sample["pad"]), align_corners=loaded.align_corners)
             labels = pred.cpu().numpy().astype(np.uint8)
