@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: MLflow's limit on the length of a parameter value.
 MAX_PARAM_LENGTH = 6000
+#: ``hrseg train`` records its MLflow run in this file, next to its checkpoints
+RUN_FILE = "mlflow_run.json"
 _QUEUE_SIZE = 10_000
 
 
@@ -60,6 +63,16 @@ def repo_root(cwd: str | os.PathLike | None = None) -> Path:
     cwd = Path(cwd or Path.cwd()).resolve()
     top = _git(["rev-parse", "--show-toplevel"], cwd)
     return Path(top).resolve() if top else cwd
+
+
+def recorded_run_id(directory: str | os.PathLike) -> str | None:
+    """The MLflow run id that ``hrseg train`` recorded in ``directory/RUN_FILE`` (None when the
+    file is absent or unreadable)."""
+    path = Path(directory) / RUN_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("mlflow_run_id") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def default_tracking_uri(cwd: str | os.PathLike | None = None) -> str:

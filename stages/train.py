@@ -8,7 +8,6 @@ settings starts afresh instead of resuming the wrong one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from common import device, recipe_key, resolve_recipe, run_name, stage_main, sta
 
 from hrseg import io
 from hrseg.engine.train import train
+from hrseg.tracking import recorded_run_id
 
 TRAINING_KEYS = ("model", "data", "train")  # eval settings do not change the weights
 
@@ -40,9 +40,7 @@ def train_stage(name: str, model_dir: Path, results_dir: Path, params: dict) -> 
     io.write_json(results_dir / "metrics.json", {**metrics, **resolved})
     io.copy_file(work / "log.csv", results_dir / "log.csv")
     io.copy_file(work / "final.pth", model_dir / "model.pth")
-    run_file = work / "mlflow_run.json"
-    run_id = json.loads(run_file.read_text()).get("mlflow_run_id") if run_file.is_file() else None
-    io.write_json(Path("runs") / name / "latest.json", {"run_dir": str(work), "mlflow_run_id": run_id})
+    io.write_json(Path("runs") / name / "latest.json", {"run_dir": str(work), "mlflow_run_id": recorded_run_id(work)})
     return metrics
 
 

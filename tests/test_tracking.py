@@ -16,6 +16,7 @@ from hrseg.tracking import (
     default_tracking_uri,
     file_reference_tags,
     params_from_dict,
+    recorded_run_id,
     standard_tags,
     start_tracking,
 )
@@ -210,3 +211,11 @@ def test_slow_backend_never_blocks_the_caller(caplog):
         tracker.close()  # gives up after close_timeout
     assert "did not answer within" in caplog.text
     client.release.set()
+
+
+def test_recorded_run_id_reads_the_file_hrseg_train_writes(tmp_path):
+    assert recorded_run_id(tmp_path) is None  # no file
+    (tmp_path / "mlflow_run.json").write_text('{"mlflow_run_id": "abc123", "tracking_uri": "sqlite:///x.db"}')
+    assert recorded_run_id(tmp_path) == "abc123"
+    (tmp_path / "mlflow_run.json").write_text("{truncated")
+    assert recorded_run_id(tmp_path) is None  # unreadable: no link rather than a failed evaluation

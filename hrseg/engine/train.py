@@ -52,14 +52,13 @@ from hrseg.engine.state import check_resumable, rng_state, seed_everything, set_
 from hrseg.errors import HrsegError
 from hrseg.models.segmentation import build_model_from_config
 from hrseg.recipe import Recipe
+from hrseg.tracking import RUN_FILE
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pth"
 BEST = "best.pth"
 FINAL = "final.pth"
-#: the MLflow run of the training, next to its checkpoints (read by hrseg evaluate)
-RUN_FILE = "mlflow_run.json"
 
 
 class NonFiniteLossError(HrsegError):
