@@ -50,7 +50,6 @@ import argparse
 import logging
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -59,13 +58,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_model import current_rss_mib, peak_rss_mib
 
-from hrseg.fast import have_onnxruntime
+from hrseg.fast import onnx_path_available
 
 log = logging.getLogger("bench_eval")
 
 CITYSCAPES_MS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-METHODS = ("plain_loop", "hrseg_eager", "hrseg_batch2", "hrseg_auto") + (("hrseg_onnx",) if have_onnxruntime() else ())
+METHODS = ("plain_loop", "hrseg_eager", "hrseg_batch2", "hrseg_auto") + (("hrseg_onnx",) if onnx_path_available() else ())
 
 
 @dataclass(frozen=True)
@@ -93,27 +93,6 @@ def cases(quick: bool) -> list[Case]:
         Case("single_scale", "hrnetv2_w18_small_v2", 256, 512, (1.0,), False, 5),
         Case("ms6_flip", "hrnetv2_w18_small_v2", 256, 512, CITYSCAPES_MS, True, 3),
     ]
-
-
-def _rss_mb() -> float:
-    """Peak resident size of this process (VmHWM). Not ``ru_maxrss``: Linux keeps that across
-    exec, so a spawned worker would report its parent's peak."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def _current_rss_mb() -> float:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
-    except OSError:
-        return _rss_mb()
 
 
 def _model(case: Case):
@@ -212,9 +191,9 @@ def _memory(case: Case, method: str, threads: int) -> dict:
     """In a fresh process: peak RSS of building the model and running ``method`` once."""
     torch.set_num_threads(threads)
     runners = _runners(case)
-    rss_model = _current_rss_mb()
+    rss_model = current_rss_mib()
     runners[method]()
-    return {"peak_rss_mb": round(_rss_mb(), 1), "extra_rss_mb": round(_rss_mb() - rss_model, 1)}
+    return {"peak_rss_mb": round(peak_rss_mib(), 1), "extra_rss_mb": round(peak_rss_mib() - rss_model, 1)}
 
 
 def _spawned(args: tuple) -> object:

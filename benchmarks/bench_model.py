@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrseg.fast import have_onnxruntime
+from hrseg.fast import onnx_path_available
 
 log = logging.getLogger("bench_model")
 
@@ -77,7 +77,7 @@ def forward_cases(quick: bool) -> list[ForwardCase]:
     models = (("hrnetv2_w48", "ocr"), ("hrnetv2_w48", "fcn"), ("hrnetv2_w18_small_v2", "ocr"))
     if quick:
         return [ForwardCase(b, h, 128, 256, ("eager", "channels_last", "folded_cl"), 2) for b, h in models]
-    onnx = ("onnx",) if have_onnxruntime() else ()
+    onnx = ("onnx",) if onnx_path_available() else ()
     cases = [ForwardCase(b, h, 512, 1024, ("eager", *FAST_PATHS, *onnx), 3) for b, h in models]
     cases += [ForwardCase(b, h, 1024, 2048, ("eager", "folded_cl", *onnx), 2) for b, h in models]
     return cases
@@ -99,7 +99,7 @@ def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tup
     return statistics.median(times), times
 
 
-def _status_mib(field: str) -> float | None:
+def status_mib(field: str) -> float | None:
     """``VmRSS`` / ``VmHWM`` (peak) of this process from /proc, in MiB; None off Linux."""
     try:
         with open("/proc/self/status") as handle:
@@ -121,9 +121,13 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def _peak_rss_mib() -> float:
-    peak = _status_mib("VmHWM")
+def peak_rss_mib() -> float:
+    peak = status_mib("VmHWM")
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    return status_mib("VmRSS") or peak_rss_mib()
 
 
 def realistic_model(backbone: str, head: str, num_classes: int = 19, seed: int = 0) -> nn.Module:
@@ -238,7 +242,7 @@ def _train_step_worker(height: int, width: int, batch: int, steps: int, threads:
     images = torch.randn(batch, 3, height, width)
     labels = torch.randint(0, 19, (batch, height, width))
     _reset_peak_rss()
-    baseline = _status_mib("VmRSS") or _peak_rss_mib()
+    baseline = current_rss_mib()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -261,7 +265,7 @@ def _train_step_worker(height: int, width: int, batch: int, steps: int, threads:
             "times": times,
             "repeats": steps,
             "images_per_s": batch / seconds,
-            "peak_rss_mib": _peak_rss_mib(),
+            "peak_rss_mib": peak_rss_mib(),
             "rss_before_steps_mib": baseline,
         }
     )

@@ -340,7 +340,7 @@ def missing_onnx_packages() -> list[str]:
     return missing
 
 
-def have_onnxruntime() -> bool:
+def onnx_path_available() -> bool:
     """True when the ``onnx`` path can run: onnx (for the export) and onnxruntime."""
     return not missing_onnx_packages()
 
@@ -353,7 +353,7 @@ def resolve_path(path: str, device: torch.device, model: nn.Module | None = None
     if path == "auto":
         if device.type == "cpu":
             large = model is not None and sum(p.numel() for p in model.parameters()) >= ONNX_MIN_PARAMS
-            return "onnx" if large and have_onnxruntime() else "folded_cl"
+            return "onnx" if large and onnx_path_available() else "folded_cl"
         return "folded_cl" if device.type == "cuda" else "folded"
     if PATHS[path].needs_cuda:
         if not torch.cuda.is_available():

@@ -30,7 +30,7 @@ from hrseg.fast import (
     InferencePathError,
     find_conv_bn_pairs,
     fold_batchnorm,
-    have_onnxruntime,
+    onnx_path_available,
     prepare_inference_model,
     resolve_path,
 )
@@ -108,7 +108,7 @@ def test_auto_on_cpu_is_onnx_for_w48_when_onnxruntime_is_installed(monkeypatch):
     with torch.device("meta"):
         w48 = build_model("hrnetv2_w48", "ocr", 19)
     assert sum(p.numel() for p in w48.parameters()) >= ONNX_MIN_PARAMS
-    if have_onnxruntime():
+    if onnx_path_available():
         assert resolve_path("auto", torch.device("cpu"), w48) == "onnx"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     assert resolve_path("auto", torch.device("cpu"), w48) == "folded_cl"
