@@ -434,3 +434,23 @@ def _ensure_experiment(client: Any, name: str, uri: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+def find_run_by_tag(key: str, value: str, uri: str | None = None, timeout: float = 10.0) -> str | None:
+    """The newest run (any experiment) whose tag ``key`` equals ``value``; None when there is
+    none or the store cannot be read (this is a convenience link, never an error). The
+    evaluation of a model finds the training run that wrote it this way, by the model file's
+    sha256 (tag ``checkpoint.final.sha256``), so no side file has to travel with the model."""
+    try:
+        from mlflow import MlflowClient
+
+        with _short_timeouts(timeout):
+            client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+            experiments = [e.experiment_id for e in client.search_experiments()]
+            if not experiments:
+                return None
+            runs = client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'", order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception as exc:  # noqa: BLE001 - tracking must never stop evaluation
+        log.debug("could not search MLflow runs by %s: %s", key, exc)
+        return None
+    return runs[0].info.run_id if runs else None
