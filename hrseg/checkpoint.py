@@ -156,6 +156,10 @@ def detect_kind(data: Mapping[str, Any]) -> str:
 def extract_state_dict(data: Mapping[str, Any], kind: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The model's tensors from a file of the given kind, plus the entries dropped by design."""
     dropped: list[str] = []
+    tables = [data["model"] if kind == "hrseg" else data.get("state_dict") if isinstance(data.get("state_dict"), Mapping) else data]
+    odd = [repr(k) for table in tables for k in table if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(f"expected parameter names (strings) as keys, found {', '.join(odd[:5])}")
     if kind == "hrseg":
         state = dict(data["model"])
     elif kind == "segmentation":
@@ -299,13 +303,21 @@ def infer_model_config(state: Mapping[str, torch.Tensor], **overrides: Any) -> M
     head = "ocr" if "cls_head.weight" in state else "fcn" if "last_layer.3.weight" in state else None
     if head is None:
         raise CheckpointError("cannot tell the head: neither cls_head.weight (OCR) nor last_layer.3.weight (FCN) present")
-    classifier = state["cls_head.weight" if head == "ocr" else "last_layer.3.weight"]
+
+    def conv_weight(key: str) -> torch.Tensor:
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor) or value.ndim != 4 or min(value.shape[:2]) < 1:
+            found = "missing" if value is None else f"a {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}"
+            raise CheckpointError(f"cannot infer the architecture: {key} should be a 4-d convolution weight, found {found}")
+        return value
+
+    classifier = conv_weight("cls_head.weight" if head == "ocr" else "last_layer.3.weight")
     num_classes = int(classifier.shape[0])
     extra: dict[str, Any] = {}
     if head == "ocr":
         extra = dict(
-            ocr_mid_channels=int(state["cls_head.weight"].shape[1]),
-            ocr_key_channels=int(state["ocr_distri_head.object_context_block.f_pixel.0.weight"].shape[0]),
+            ocr_mid_channels=int(classifier.shape[1]),
+            ocr_key_channels=int(conv_weight("ocr_distri_head.object_context_block.f_pixel.0.weight").shape[0]),
         )
     shapes = {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
     for backbone in HRNET_CONFIGS:

@@ -110,7 +110,11 @@ def decode_image(data: bytes, path: str | Path = "<bytes>") -> np.ndarray:
     problem = check_image_bytes(data)
     if problem is not None:
         raise DatasetError(f"{path}: cannot decode image ({problem})")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header that claims more than OpenCV's size limit
+        reason = getattr(exc, "err", None) or str(exc).strip().splitlines()[0]
+        raise DatasetError(f"{path}: cannot decode image (OpenCV refused it: {reason})") from None
     if image is None:
         raise DatasetError(f"{path}: cannot decode image (corrupt or not an image)")
     return image
