@@ -304,10 +304,12 @@ def resolve_recipe(
         sources["data.root"] = sources["data.lists"] = f"{data_root_origin} ({data_root})"
     for knob, value in knobs.items():
         updates[KNOB_KEYS[knob]] = to_dict(value)
+        sources.pop(KNOB_KEYS[knob], None)  # re-inserted: origins of overrides keep their order
         sources[KNOB_KEYS[knob]] = f"knob {knob_origin}: {knob}"
     pairs = overrides.items() if isinstance(overrides, Mapping) else (parse_override(text) for text in overrides)
     for key, value in pairs:
         updates[key] = value
+        sources.pop(key, None)
         sources[key] = f"--set {key}={value}"
     for key in DATA_ROOT_KEYS:  # the default location: data/<folder>, data/lists/<folder>
         if key not in lines and key not in updates:
