@@ -1,9 +1,16 @@
 """Parameter and operation counts, in the official README's unit and in true FLOPs.
 
 The official README's "GFLOPs" are convolution multiply-adds divided by 2^30 (their
-``modelsummary.py``). ``torch.utils.flop_counter.FlopCounterMode`` counts 2 FLOPs per
-multiply-add for convolutions and matrix products; we run it on the meta device, so counting a
-1024x2048 forward of W48 costs no memory and no time.
+``modelsummary.py``). We count multiply-adds with a ``TorchFunctionMode`` that sees every
+``conv2d`` / ``matmul`` / ``linear`` call and reads the sizes off its output (the same formulas
+as ``torch.utils.flop_counter``, which counts 2 FLOPs per multiply-add; that module is not used
+because entering it imports ``torch._dynamo``, about 3 s).
+
+``count()`` does not run the model at the requested size. In HRNet every feature map of a
+(H, W) input whose sides are multiples of 32 is exactly (H / 2^l, W / 2^l); the only maps that do
+not scale are the OCR object regions (K x 1). So each count is ``a * H * W + b`` exactly, and two
+forward passes on tiny inputs (32x32 and 64x32) give ``a`` and ``b``. Other sizes run one
+forward pass on the meta device (exact, but a few seconds: meta kernels import ``torch._dynamo``).
 """
 
 from __future__ import annotations
@@ -11,9 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.overrides import TorchFunctionMode
 
 from hrseg.models.segmentation import build_model
+
+#: Every HRNet feature map is exactly 1/2^l of the input when both sides are multiples of this.
+EXACT_MULTIPLE = 32
+_PROBES = ((32, 32), (64, 32))
 
 
 @dataclass(frozen=True)
@@ -51,24 +62,76 @@ class Complexity:
         }
 
 
+_CONVS = {torch.conv1d, torch.conv2d, torch.conv3d, torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d}
+_MATMULS = {torch.matmul, torch.mm, torch.bmm, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.mm, torch.Tensor.bmm}
+
+
+class MacCounter(TorchFunctionMode):
+    """Counts multiply-adds of convolutions and matrix products while active.
+
+    Convolution: output elements x (input channels / groups) x kernel size; matmul: output
+    elements x the contracted size; ``F.linear``: output elements x input features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = 0
+        self.matmul = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in _CONVS:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.conv += out.numel() * weight[0].numel()
+        elif func in _MATMULS:
+            self.matmul += out.numel() * args[0].shape[-1]
+        elif func is torch.nn.functional.linear:
+            self.matmul += out.numel() * args[0].shape[-1]
+        return out
+
+
+def _macs(model: torch.nn.Module, height: int, width: int, device: torch.device) -> tuple[int, int]:
+    counter = MacCounter()
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, height, width, device=device))
+    return counter.conv, counter.matmul
+
+
 def count_model(model: torch.nn.Module, height: int, width: int, name: str = "") -> Complexity:
-    """Count ``model`` on a (1, 3, height, width) input. The model may live on any device;
-    a meta-device model counts instantly."""
+    """Count ``model`` on a (1, 3, height, width) input by running it there. The model may live
+    on any device; a meta-device model costs no memory."""
     device = next(model.parameters()).device
     params = sum(p.numel() for p in model.parameters())
     was_training = model.training
     model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.empty(1, 3, height, width, device=device))
-    model.train(was_training)
-    totals = counter.get_flop_counts()["Global"]
-    conv = sum(v for op, v in totals.items() if "convolution" in str(op))
-    matmul = sum(v for op, v in totals.items() if "convolution" not in str(op))
-    return Complexity(name or type(model).__name__, height, width, params, conv // 2, matmul // 2)
+    try:
+        conv, matmul = _macs(model, height, width, device)
+    finally:
+        model.train(was_training)
+    return Complexity(name or type(model).__name__, height, width, params, conv, matmul)
 
 
 def count(backbone: str, head: str, num_classes: int = 19, height: int = 1024, width: int = 2048, **kwargs) -> Complexity:
-    with torch.device("meta"):
-        model = build_model(backbone, head, num_classes, **kwargs)
-    return count_model(model, height, width, name=f"{backbone}_{head}")
+    """Parameters and multiply-adds of ``build_model(backbone, head, num_classes, **kwargs)``
+    on one ``height`` x ``width`` image (see the module docstring for how)."""
+    name = f"{backbone}_{head}"
+    if height % EXACT_MULTIPLE or width % EXACT_MULTIPLE:
+        with torch.device("meta"):
+            model = build_model(backbone, head, num_classes, **kwargs)
+        return count_model(model, height, width, name=name)
+    model = build_model(backbone, head, num_classes, **kwargs).eval()
+    params = sum(p.numel() for p in model.parameters())
+    (h1, w1), (h2, w2) = _PROBES
+    first, second = _macs(model, h1, w1, torch.device("cpu")), _macs(model, h2, w2, torch.device("cpu"))
+    area, area1, area2 = height * width, h1 * w1, h2 * w2
+
+    def extrapolate(m1: int, m2: int) -> int:
+        slope, rest = divmod(m2 - m1, area2 - area1)
+        if rest:  # not affine in the area: the architecture breaks the assumption; count directly
+            raise ArithmeticError
+        return m1 + slope * (area - area1)
+
+    try:
+        conv, matmul = (extrapolate(a, b) for a, b in zip(first, second))
+    except ArithmeticError:
+        return count_model(model, height, width, name=name)
+    return Complexity(name, height, width, params, conv, matmul)
