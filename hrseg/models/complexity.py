@@ -9,13 +9,16 @@ because entering it imports ``torch._dynamo``, about 3 s).
 ``count()`` does not run the model at the requested size. In HRNet every feature map of a
 (H, W) input whose sides are multiples of 32 is exactly (H / 2^l, W / 2^l); the only maps that do
 not scale are the OCR object regions (K x 1). So each count is ``a * H * W + b`` exactly, and two
-forward passes on tiny inputs (32x32 and 64x32) give ``a`` and ``b``. Other sizes run one
-forward pass on the meta device (exact, but a few seconds: meta kernels import ``torch._dynamo``).
+forward passes on tiny inputs (32x32 and 64x32) give ``a`` and ``b``; a third (64x64) checks
+the fit. Other sizes, or a model that fails the check, run one forward pass at the real size
+(on the meta device for other sizes: exact, but a few seconds, as meta kernels import
+``torch._dynamo``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -24,7 +27,7 @@ from hrseg.models.segmentation import build_model
 
 #: Every HRNet feature map is exactly 1/2^l of the input when both sides are multiples of this.
 EXACT_MULTIPLE = 32
-_PROBES = ((32, 32), (64, 32))
+_PROBES = ((32, 32), (64, 32), (64, 64))
 
 
 @dataclass(frozen=True)
@@ -120,18 +123,25 @@ def count(backbone: str, head: str, num_classes: int = 19, height: int = 1024, w
         return count_model(model, height, width, name=name)
     model = build_model(backbone, head, num_classes, **kwargs).eval()
     params = sum(p.numel() for p in model.parameters())
-    (h1, w1), (h2, w2) = _PROBES
-    first, second = _macs(model, h1, w1, torch.device("cpu")), _macs(model, h2, w2, torch.device("cpu"))
-    area, area1, area2 = height * width, h1 * w1, h2 * w2
-
-    def extrapolate(m1: int, m2: int) -> int:
-        slope, rest = divmod(m2 - m1, area2 - area1)
-        if rest:  # not affine in the area: the architecture breaks the assumption; count directly
-            raise ArithmeticError
-        return m1 + slope * (area - area1)
-
+    with torch.no_grad():  # all-zero activations: the official N(0, 0.001^2) weights make denormals, 10x slower on CPU
+        for tensor in model.parameters():
+            tensor.zero_()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny passes: threads only add waiting (several seconds on a busy 2-core machine)
     try:
-        conv, matmul = (extrapolate(a, b) for a, b in zip(first, second))
-    except ArithmeticError:
+        probes = [(h * w, _macs(model, h, w, torch.device("cpu"))) for h, w in _PROBES]
+    finally:
+        torch.set_num_threads(threads)
+    (area1, first), (area2, second) = probes[:2]
+
+    def affine(index: int, area: int) -> Fraction:
+        slope = Fraction(second[index] - first[index], area2 - area1)  # per input pixel; lower branches make it fractional
+        return first[index] + slope * (area - area1)
+
+    # the third probe checks the assumption; a model that breaks it is counted directly
+    if any(affine(i, area) != macs[i] for area, macs in probes[2:] for i in range(2)):
         return count_model(model, height, width, name=name)
-    return Complexity(name, height, width, params, conv, matmul)
+    conv, matmul = (affine(i, height * width) for i in range(2))
+    if conv.denominator != 1 or matmul.denominator != 1:
+        return count_model(model, height, width, name=name)
+    return Complexity(name, height, width, params, int(conv), int(matmul))
