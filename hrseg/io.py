@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-import torch
-
 
 def _default_mode() -> int:
     """0666 minus the process umask: what ``open(path, "w")`` would have created."""
@@ -68,6 +66,8 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
+    import torch  # here, not at the top: commands that only write text must not pay torch's ~2 s import
+
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
 

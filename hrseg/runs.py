@@ -8,23 +8,28 @@ training and evaluation log (``hrseg.tracking``): tags ``hrseg.dataset``, ``hrse
 ``val/miou``/``val/pixel_acc``/``val/mean_acc`` (a training run still in progress).
 Runs logged by other tools still get a row; what is missing stays empty.
 
-``format_runs()`` renders the table for a terminal, as CSV or as Markdown.
+``format_runs()`` renders the table for a terminal, as TSV, CSV, JSON or Markdown.
+``by_stage()`` keeps the model runs (``LISTED_STAGES``: training and evaluation, and runs
+without an ``hrseg.stage`` tag) and counts what it leaves out (the pipeline's synth, prepare,
+fetch and results-table runs), so that ``hrseg runs`` can say so; ``hrseg runs --all`` keeps all.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal
 
 from hrseg.errors import HrsegError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,10 @@ HEADERS = {
     "miou": "mIoU %", "pixel_acc": "pixel acc %", "run_name": "run name", "run_id": "run id",
     "start_time": "started", "dvc_exp": "DVC exp",
 }  # fmt: skip
-FORMATS = ("table", "csv", "md")
-Format = Literal["table", "csv", "md"]
+FORMATS = ("table", "tsv", "csv", "json", "md")
+Format = Literal["table", "tsv", "csv", "json", "md"]
+#: Stages ``by_stage()`` keeps by default: the runs that train or evaluate a model.
+LISTED_STAGES = ("train", "eval")
 
 _METRIC_KEYS = {
     "miou": ("miou", "final_miou", "val/miou"),
@@ -134,6 +141,7 @@ def _metric(metrics: dict[str, float], column: str) -> float | None:
 
 def run_row(run: Any, experiment_name: str) -> dict[str, Any]:
     """One table row (a dict over ``COLUMNS``) for an MLflow ``Run``."""
+    import pandas as pd  # here, not at the top: `hrseg ui` imports this module and needs no pandas
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     model = tags.get("hrseg.model")
     if model is None and "model.backbone" in params:
@@ -167,6 +175,8 @@ def list_runs(uri: str | None = None, experiments: Iterable[str] | None = None) 
 
     Raises ``RunsError`` for a missing SQLite store (instead of creating an empty one), an
     unreadable store or an unknown experiment. An empty store gives an empty frame."""
+    import pandas as pd  # only where used (see run_row)
+
     from hrseg.tracking import default_tracking_uri
 
     uri = uri or default_tracking_uri()
@@ -199,8 +209,18 @@ def list_runs(uri: str | None = None, experiments: Iterable[str] | None = None) 
 # --------------------------------------------------------------------------------------
 
 
+def by_stage(frame: pd.DataFrame, stages: Iterable[str] | None = LISTED_STAGES) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``(rows whose stage is in stages or missing, {left-out stage: number of runs})``;
+    ``stages=None`` keeps every row."""
+    if stages is None or frame.empty:
+        return frame, {}
+    keep = frame["stage"].isna() | frame["stage"].isin(list(stages))
+    left_out = frame.loc[~keep, "stage"].value_counts()
+    return frame[keep].reset_index(drop=True), {str(k): int(v) for k, v in sorted(left_out.items())}
+
+
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+    return value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ == "NaTType"
 
 
 def cell(column: str, value: Any) -> str:
@@ -214,17 +234,18 @@ def cell(column: str, value: Any) -> str:
     if column == "epochs":
         return str(int(value))
     if column == "start_time":
-        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+        return value.strftime("%Y-%m-%d %H:%M")
     return str(value)
 
 
-def _text_table(frame: pd.DataFrame) -> str:
-    """Aligned columns; the DVC column only when some run has one; long run names cut."""
+def _text_table(frame: pd.DataFrame, cut_names: bool = True) -> str:
+    """Aligned columns; the DVC column only when some run has one; long run names cut
+    (unless ``cut_names`` is false)."""
     columns = [c for c in SUMMARY_COLUMNS if c != "dvc_exp" or frame[c].notna().any()]
     rows = []
     for record in frame.to_dict("records"):
         row = [cell(c, record[c]) for c in columns]
-        if len(row[-1]) > _RUN_NAME_WIDTH:
+        if cut_names and len(row[-1]) > _RUN_NAME_WIDTH:
             row[-1] = row[-1][: _RUN_NAME_WIDTH - 3] + "..."
         rows.append(row)
     headers = [HEADERS[c] for c in columns]
@@ -249,38 +270,56 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tsv(frame: pd.DataFrame) -> str:
+    """The summary columns as the table shows them, tab-separated, with a header line."""
+    lines = ["\t".join(HEADERS[c] for c in SUMMARY_COLUMNS)]
+    for record in frame.to_dict("records"):
+        lines.append("\t".join(cell(c, record[c]).replace("\t", " ").replace("\n", " ") for c in SUMMARY_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def _plain(column: str, value: Any) -> Any:
+    """A value of every-column output: None when missing, ISO times, integer epochs."""
+    if _missing(value):
+        return None
+    if column == "start_time":
+        return value.isoformat(timespec="seconds")
+    if column == "epochs":
+        return int(value)
+    return value
+
+
 def _csv(frame: pd.DataFrame) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     for record in frame.to_dict("records"):
-        cells = []
-        for column in COLUMNS:
-            value = record[column]
-            if _missing(value):
-                cells.append("")
-            elif column == "start_time":
-                cells.append(pd.Timestamp(value).isoformat(timespec="seconds"))
-            elif column == "epochs":
-                cells.append(str(int(value)))
-            else:
-                cells.append(str(value))
-        writer.writerow(cells)
+        writer.writerow(["" if (v := _plain(c, record[c])) is None else str(v) for c in COLUMNS])
     return buffer.getvalue()
 
 
-def format_runs(frame: pd.DataFrame, fmt: str = "table") -> str:
-    """Render ``list_runs()`` output: ``table`` (aligned text for a terminal), ``md`` (a
-    Markdown table for reports; both show ``SUMMARY_COLUMNS``, accuracies in percent; the
-    table leaves out the DVC column when no run has one) or ``csv`` (every column, fractions
-    as logged, ISO times)."""
-    missing = [c for c in (COLUMNS if fmt == "csv" else SUMMARY_COLUMNS) if c not in frame.columns]
+def _json(frame: pd.DataFrame) -> str:
+    records = [{c: _plain(c, record[c]) for c in COLUMNS} for record in frame.to_dict("records")]
+    return json.dumps(records, indent=2, default=str) + "\n"
+
+
+def format_runs(frame: pd.DataFrame, fmt: str = "table", *, cut_names: bool = True) -> str:
+    """Render ``list_runs()`` output: ``table`` (aligned text; run names longer than 60
+    characters cut unless ``cut_names`` is false), ``tsv`` (the same cells, tab-separated),
+    ``md`` (a Markdown table for reports; these three show ``SUMMARY_COLUMNS``, accuracies in
+    percent; the table leaves out the DVC column when no run has one), ``csv`` or ``json``
+    (every column, fractions as logged, ISO times)."""
+    missing = [c for c in (COLUMNS if fmt in ("csv", "json") else SUMMARY_COLUMNS) if c not in frame.columns]
     if fmt not in FORMATS:
         raise RunsError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if missing:
         raise RunsError(f"runs table lacks column(s) {', '.join(missing)}; expected the output of list_runs()")
     if fmt == "csv":
         return _csv(frame)
+    if fmt == "json":
+        return _json(frame)
+    if fmt == "tsv":
+        return _tsv(frame)
     if fmt == "md":
         return _markdown(frame)
-    return _text_table(frame)
+    return _text_table(frame, cut_names)

@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -85,8 +86,23 @@ def resolve_store(uri: str | None = None) -> tuple[str, Path]:
             raise UiError(f"tracking URI {uri!r}: directory {db.parent} does not exist (expected the directory of mlflow.db)")
         if not db.is_file():
             log.warning("no MLflow store at %s yet: the UI starts on an empty store; runs appear once training logs to it", db)
+        else:
+            check_sqlite_store(db)
         return uri, db.parent / "mlartifacts"
     return uri, repo_root() / "mlartifacts"
+
+
+def check_sqlite_store(db: Path) -> None:
+    """Raise ``UiError`` in milliseconds when ``db`` cannot be an MLflow store (not readable,
+    not an SQLite database, or a database with tables but none of MLflow's), instead of
+    letting ``mlflow server`` fail with tracebacks after a long start."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise UiError(f"MLflow store {db} is unusable: {exc} (expected the mlflow.db that `hrseg train` / `hrseg evaluate` write)") from None
+    if tables and "alembic_version" not in tables:
+        raise UiError(f"MLflow store {db} is an SQLite database without MLflow's tables ({', '.join(sorted(tables)[:5])}); pass --uri with an MLflow store")
 
 
 def server_command(uri: str, host: str, port: int, artifacts: Path, *, access_log: bool = False) -> list[str]:
@@ -148,13 +164,86 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Raise ``UiError`` when ``host:port`` cannot be bound (another server holds it)."""
+def port_is_free(host: str, port: int) -> bool:
     with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
-        except OSError as exc:
-            raise UiError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server (an MLflow UI?) uses it: pass --port") from None
+        except OSError:
+            return False
+    return True
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``UiError`` when ``host:port`` cannot be bound, naming the process that listens
+    there when this user may see it (Linux ``/proc``)."""
+    if port_is_free(host, port):
+        return
+    holder = port_holder(port)
+    who = f"process {holder[0]} ({holder[1]}) listens there" if holder else "another server (an MLflow UI?) uses it"
+    raise UiError(f"cannot listen on {host}:{port}: {who}; pass --port, or stop it{f' (kill {holder[0]})' if holder else ''}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def port_holder(port: int) -> tuple[int, str] | None:
+    """``(pid, command line)`` of the process listening on TCP ``port``, or None when it
+    cannot be found (not Linux, another user's process). For a server whose worker holds the
+    socket (``mlflow server`` -> uvicorn), the ``mlflow server`` process is named."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(fields[9])
+    if not inodes:
+        return None
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in targets for fd in (entry / "fd").iterdir()):
+                pid = int(entry.name)
+                parent = _parent(pid)
+                if "mlflow server" not in _cmdline(pid) and "mlflow server" in _cmdline(parent):
+                    pid = parent
+                return pid, _cmdline(pid)
+    return None
+
+
+def running_ui(store: str, host: str, port: int) -> int | None:
+    """The pid of an ``mlflow server`` on ``store`` that already listens on ``host:port`` and
+    answers (left behind by an ``hrseg ui`` that was killed), else None."""
+    holder = port_holder(port)
+    if holder is None:
+        return None
+    words = holder[1].split()
+    if "server" not in words or "mlflow" not in holder[1]:
+        return None
+    flags = dict(zip(words, words[1:]))
+    if flags.get("--backend-store-uri") != store or flags.get("--port") != str(port):
+        return None
+    try:
+        with urllib.request.urlopen(f"{browse_url(host, port)}/health", timeout=5) as response:
+            return holder[0] if response.status == 200 else None
+    except OSError:
+        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -174,13 +263,18 @@ def _spawn(command: list[str], output: IO | None) -> subprocess.Popen:
     )
 
 
-def _tail(output: IO | None, limit: int = 3000) -> str:
+def _tail(output: IO | None, limit: int = 3000, *, brief: bool = False) -> str:
+    """The end of the server's output; ``brief``: only its last line (the exception of a
+    traceback) and where to see the rest."""
     if output is None:
         return ""
     with contextlib.suppress(OSError, ValueError):
         output.flush()
         output.seek(0)
         text = output.read().decode("utf-8", "replace")
+        if brief:
+            lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("[SQL:", "(Background"))]
+            return f": {lines[-1][:300]} (--verbose shows the server's output)" if lines else ""
         return "\n--- server output (end) ---\n" + text[-limit:]
     return ""
 
@@ -192,16 +286,18 @@ def wait_until_ready(
     *,
     output: IO | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    brief: bool = False,
 ) -> bool:
     """Poll ``url/health`` until it answers 200. False if ``cancelled()`` became true first;
-    ``UiError`` if the server exits or does not answer within ``timeout`` seconds."""
+    ``UiError`` if the server exits or does not answer within ``timeout`` seconds (quoting
+    the end of ``output``; ``brief``: its last line)."""
     deadline = time.monotonic() + timeout
     while True:
         if cancelled():
             return False
         code = proc.poll()
         if code is not None:
-            raise UiError(f"mlflow server exited with status {code} before answering at {url}{_tail(output)}")
+            raise UiError(f"mlflow server exited with status {code} before answering at {url}{_tail(output, brief=brief)}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
@@ -209,7 +305,7 @@ def wait_until_ready(
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
-            raise UiError(f"mlflow server did not answer at {url}/health within {timeout:.0f} s{_tail(output)}")
+            raise UiError(f"mlflow server did not answer at {url}/health within {timeout:.0f} s{_tail(output, brief=brief)}")
         time.sleep(0.25)
 
 
@@ -286,8 +382,11 @@ def _prepare(uri: str | None, host: str, port: int, allow_remote: bool, access_l
         port = free_port(host)
     elif not 0 < port < 65536:
         raise UiError(f"port {port} is out of range; expected 1-65535 (or 0 for any free port)")
-    check_port_free(host, port)
     return server_command(store, host, port, artifacts, access_log=access_log), browse_url(host, port), store
+
+
+def _port_of(command: list[str]) -> tuple[str, int]:
+    return command[command.index("--host") + 1], int(command[command.index("--port") + 1])
 
 
 def serve_ui(
@@ -300,18 +399,32 @@ def serve_ui(
     access_log: bool = False,
     ready_timeout: float = READY_TIMEOUT,
     announce: Callable[[str, str], None] | None = None,
+    verbose: bool = False,
+    reused: Callable[[str, str, int], None] | None = None,
 ) -> int:
     """Run the MLflow UI on ``uri`` (default: the project's store) until Ctrl-C or SIGTERM.
 
     ``announce(url, store)`` is called once the server answers (default: a log line);
-    ``open_browser`` then opens the URL. ``port=0`` picks a free port. Returns the exit
-    status: 0 after a stop on request, else the server's own status (128 + N for signal N)."""
+    ``open_browser`` then opens the URL. ``port=0`` picks a free port. The server's own output
+    (start-up notices, warnings) goes to a temporary file, quoted in one line if it fails,
+    unless ``verbose``. When an ``mlflow server`` on the same store already answers on the port
+    (left behind by a killed ``hrseg ui``), it is reused: ``reused(url, store, pid)`` is called
+    (default: a log line) and 0 returned at once. Returns the exit status: 0 after a stop on
+    request, else the server's own status (128 + N for signal N)."""
     command, url, store = _prepare(uri, host, port, allow_remote, access_log)
+    bound_host, bound_port = _port_of(command)
+    if not port_is_free(bound_host, bound_port):
+        pid = running_ui(store, bound_host, bound_port)
+        if pid is not None:
+            (reused or (lambda u, s, p: log.info("reusing the MLflow UI for %s at %s (process %d)", s, u, p)))(url, store, pid)
+            return 0
+        check_port_free(bound_host, bound_port)  # raises, naming the holder
     stop = threading.Event()
-    with _forward_stop_signals(stop):
-        proc = _spawn(command, None)
+    with _forward_stop_signals(stop), contextlib.ExitStack() as files:
+        output = None if verbose else files.enter_context(tempfile.TemporaryFile(prefix="hrseg-ui-"))
+        proc = _spawn(command, output)
         try:
-            if wait_until_ready(url, proc, ready_timeout, cancelled=stop.is_set):
+            if wait_until_ready(url, proc, ready_timeout, output=output, cancelled=stop.is_set, brief=True):
                 (announce or (lambda u, s: log.info("MLflow UI for %s at %s (Ctrl-C to stop)", s, u)))(url, store)
                 if open_browser:
                     import webbrowser
@@ -338,6 +451,7 @@ def start_ui_background(
     ``port=0`` (the default) picks a free port. The server's output is kept in a temporary file
     and quoted in the ``UiError`` raised when it fails to start."""
     command, url, _store = _prepare(uri, host, port, allow_remote, access_log=False)
+    check_port_free(*_port_of(command))
     with tempfile.TemporaryFile(prefix="hrseg-ui-") as output:
         proc = _spawn(command, output)
         try:

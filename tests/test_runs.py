@@ -210,7 +210,12 @@ def test_csv_format_round_trips(store):
 
 
 def test_unknown_format_and_wrong_frame():
-    with pytest.raises(RunsError, match=r"unknown format 'html'; expected one of table, csv, md"):
+    with pytest.raises(RunsError, match=r"unknown format 'html'; expected one of table, tsv, csv, json, md"):
         format_runs(pd.DataFrame(columns=list(COLUMNS)), "html")
     with pytest.raises(RunsError, match=r"lacks column\(s\) .*miou"):
         format_runs(pd.DataFrame({"dataset": ["x"]}), "table")
+
+
+def test_table_keeps_long_run_names_when_asked():
+    frame = pd.DataFrame([{c: None for c in COLUMNS} | {"run_name": "train " + "x" * 80, "run_id": "r1"}], columns=list(COLUMNS))
+    assert "x" * 80 in format_runs(frame, "table", cut_names=False)

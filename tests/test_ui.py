@@ -235,3 +235,56 @@ def test_hrseg_ui_serves_the_store_and_stops_on_ctrl_c(store_with_artifact):
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert processes_with(f"--port {port}") == []
+
+
+# ------------------------------------------------------------------------ unusable stores, busy ports
+
+
+def test_unusable_store_is_one_quick_error(tmp_path):
+    (tmp_path / "mlflow.db").write_text("not a database at all, but long enough to have a header......")
+    result = CliRunner().invoke(app, ["ui", "--uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(free_port())])
+    assert result.exit_code == 1
+    assert f"MLflow store {tmp_path / 'mlflow.db'} is unusable: file is not a database" in result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "other.db") as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    with pytest.raises(UiError, match=r"other.db is an SQLite database without MLflow's tables \(notes\)"):
+        resolve_store(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+def test_busy_port_names_the_process_that_holds_it(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UiError, match=rf"cannot listen on 127.0.0.1:{port}: process {os.getpid()} \(.*\) listens there; pass --port, or stop it \(kill {os.getpid()}\)"):
+            serve_ui(f"sqlite:///{tmp_path / 'mlflow.db'}", port=port)
+
+
+def test_failed_server_is_quoted_in_one_line():
+    with tempfile.TemporaryFile() as output:
+        script = "import sys; print('Traceback (most recent call last):'); print('  File x'); print('ValueError: broken store'); sys.exit(1)"
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=output, stderr=subprocess.STDOUT)
+        with pytest.raises(UiError) as error:
+            wait_until_ready(f"http://127.0.0.1:{free_port()}", proc, 60, output=output, brief=True)
+    assert str(error.value).endswith(": ValueError: broken store (--verbose shows the server's output)")
+    assert "Traceback" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_a_left_over_server_on_the_same_store_is_reused(store_with_artifact):
+    """What a SIGKILLed ``hrseg ui`` leaves behind (its ``mlflow server`` keeps listening) is
+    found and reused by the next ``hrseg ui`` on the same store and port."""
+    from hrseg.ui import start_ui_background
+
+    port = free_port()
+    with start_ui_background(store_with_artifact["uri"], port=port) as url:
+        seen = []
+        assert serve_ui(store_with_artifact["uri"], port=port, reused=lambda u, s, p: seen.append((u, s, p))) == 0
+        ((reused_url, store, pid),) = seen
+        assert (reused_url, store) == (url, store_with_artifact["uri"])
+        assert pid in processes_with(f"--port {port}") and "mlflow server" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        result = CliRunner().invoke(app, ["ui", "--uri", store_with_artifact["uri"], "--port", str(port)])
+        assert result.exit_code == 0 and f"already running (process {pid})" in result.output and f"kill {pid}" in result.output

@@ -7,16 +7,98 @@ User-facing messages and exit codes live only in ``hrseg.cli``: library code rai
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import re
 import sys
-from typing import Iterator
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from hrseg.errors import HrsegError
 
-app = typer.Typer(
+#: typer's type labels in help records: ``<str>``, ``<list[str]>``, ``<path>`` ...
+_TYPE_LABEL = re.compile(r" <[^<>]*>$")
+
+
+_CLICK_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "bool": "BOOLEAN", "path": "PATH", "int range": "INTEGER RANGE", "float range": "FLOAT RANGE"}
+
+
+def _metavar(param: Any, ctx: Any) -> str:
+    """What click writes for an option's value or an argument: TEXT, INTEGER, PATH, [a|b]."""
+    if param.metavar is not None:
+        return param.metavar
+    if isinstance(param, TyperArgument):
+        return param.name.upper()
+    label = param.display_type(ctx).strip("<>")
+    if label.startswith("list[") and label.endswith("]"):  # a repeatable option takes one value at a time
+        label = label[len("list[") : -1]
+    if "|" in label:
+        return f"[{label}]"
+    return _CLICK_NAMES.get(label, label.upper())
+
+
+class PlainHelpCommand(TyperCommand):
+    """Help as click writes it, wrapped to the terminal (80 columns when piped), with click's
+    metavars (``--out PATH``, ``RECIPE``) instead of typer's ``<path>`` and ``{recipe}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = _metavar(param, ctx) + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            if isinstance(param, TyperArgument):
+                arguments.append((_metavar(param, ctx), text))
+            else:
+                options.append((_TYPE_LABEL.sub(f" {_metavar(param, ctx)}", name), text))
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+class PlainHelpGroup(TyperGroup):
+    """Command lists with each command's whole first sentence (wrapped, never cut to "...")."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class HrsegTyper(typer.Typer):
+    """``typer.Typer`` with plain click help (no rich panels, which cut columns when piped)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", PlainHelpGroup)
+        kwargs.setdefault("rich_markup_mode", None)
+        super().__init__(**kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["cls"] = kwargs.get("cls") or PlainHelpCommand
+        return super().command(*args, **kwargs)
+
+
+app = HrsegTyper(
     name="hrseg",
     help="HRNetV2 / HRNetV2+OCR semantic segmentation: models, data, training, evaluation, pipeline.",
     no_args_is_help=True,
@@ -25,12 +107,65 @@ app = typer.Typer(
 )
 
 console = Console()
+err_console = Console(stderr=True)
+
+#: ``--format`` values of the commands that print a table.
+TABLE_FORMATS = ("table", "tsv", "json")
+
+
+def check_format(fmt: str, valid: Sequence[str] = TABLE_FORMATS) -> None:
+    if fmt not in valid:
+        raise HrsegError(f"unknown --format {fmt!r}; expected one of {', '.join(valid)}")
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Collection[str] = ()) -> str:
+    """Aligned columns of full width, two spaces apart, nothing cut (for pipes and files)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(cells, widths, headers)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]) + "\n"
+
+
+def print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    fmt: str = "table",
+    right: Collection[str] = (),
+    title: str | None = None,
+    caption: str | None = None,
+    records: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """Print rows of text cells on stdout.
+
+    ``table``: a rich table on a terminal; when stdout is not a terminal, plain aligned text of
+    full width (title and caption as lines of their own), so pipes and files get every
+    character. ``tsv``: a header line and tab-separated rows. ``json``: ``records`` (default:
+    one object per row, keyed by header)."""
+    check_format(fmt)
+    if fmt == "json":
+        data = list(records) if records is not None else [dict(zip(headers, r)) for r in rows]
+        typer.echo(json.dumps(data, indent=2))
+    elif fmt == "tsv":
+        clean = [[c.replace("\t", " ").replace("\n", " ") for c in r] for r in [list(headers), *rows]]
+        typer.echo("".join("\t".join(r) + "\n" for r in clean), nl=False)
+    elif console.is_terminal:
+        table = Table(title=title, caption=caption)
+        for header in headers:
+            table.add_column(header, justify="right" if header in right else "left", overflow="fold")  # wrap, never cut
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    else:
+        text = plain_table(headers, rows, right)
+        typer.echo((f"{title}\n" if title else "") + text + (f"{caption}\n" if caption else ""), nl=False)
 
 
 @app.callback()
 def main() -> None:
     """HRNetV2 / HRNetV2+OCR semantic segmentation (run ``hrseg COMMAND --help``)."""
-err_console = Console(stderr=True)
 
 
 @contextlib.contextmanager

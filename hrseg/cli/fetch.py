@@ -7,18 +7,16 @@ done by ``hrseg.fetch`` (``fetch_many``, ``verify``); these commands parse optio
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.cli._app import HrsegTyper, app, check_format, console, print_table, setup_logging, user_errors
 from hrseg.errors import HrsegError
 
-fetch_app = typer.Typer(
+fetch_app = HrsegTyper(
     name="fetch",
     help="Pretrained weights: list the catalogue, download (resumable, verified), verify.",
     no_args_is_help=True,
@@ -37,26 +35,29 @@ def _ensure_logging() -> None:
 @fetch_app.command("list")
 def list_cli(
     kind: Annotated[str | None, typer.Option(help="Only 'imagenet' or only 'segmentation' entries.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print every field as JSON.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (plain text when piped), tsv or json (every field).")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Show the catalogue: name, kind, dataset, model, expected result, file name."""
     from hrseg.fetch import CATALOGUE
 
     with user_errors():
+        fmt = "json" if as_json else fmt
+        check_format(fmt)
         if kind is not None and kind not in _KINDS:
             raise HrsegError(f"--kind {kind!r}: expected one of {', '.join(_KINDS)}")
     entries = [e for e in CATALOGUE.values() if kind is None or e.kind == kind]
-    if as_json:
-        console.print_json(json.dumps([{**dataclasses.asdict(e), "model": e.model} for e in entries]))
-        return
-    table = Table(caption="download: 'auto' = confirmed URL; 'by hand' = get it yourself, then --from PATH")
-    table.add_column("name", no_wrap=True)
-    for column in ("kind", "dataset", "model", "expected", "file", "download"):
-        table.add_column(column)
-    for e in entries:
-        expected = str(e.expected) if e.expected else "-"
-        table.add_row(e.name, e.kind, e.dataset, e.model, expected, e.filename, "auto" if e.urls else "by hand")
-    console.print(table)
+    rows = [
+        [e.name, e.kind, e.dataset, e.model, str(e.expected) if e.expected else "-", e.filename, "auto" if e.urls else "by hand"]
+        for e in entries
+    ]
+    print_table(
+        ["name", "kind", "dataset", "model", "expected", "file", "download"],
+        rows,
+        fmt=fmt,
+        caption="download: 'auto' = confirmed URL; 'by hand' = get it yourself, then --from PATH",
+        records=[{**dataclasses.asdict(e), "model": e.model} for e in entries],
+    )
 
 
 @fetch_app.command("get")
@@ -94,7 +95,8 @@ def get_cli(
 @fetch_app.command("verify")
 def verify_cli(
     dest: Annotated[Path, typer.Option(help="Directory holding the weights.")] = Path("pretrained"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (plain text when piped), tsv or json.")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Re-hash the weights in DEST against the catalogue and the recorded hashes.
 
@@ -103,20 +105,19 @@ def verify_cli(
     from hrseg.fetch import verify
 
     with user_errors():
+        fmt = "json" if as_json else fmt
+        check_format(fmt)
         results = verify(dest)
-    if as_json:
-        console.print_json(json.dumps([dataclasses.asdict(r) for r in results]))
-    elif not results:
+    if not results and fmt == "table":
         console.print(f"no weight files in {dest}", highlight=False)
     else:
-        table = Table(title=f"weights in {dest}")
-        table.add_column("file", no_wrap=True)
-        for column in ("name", "status", "sha256", "expected from"):
-            table.add_column(column)
-        for r in results:
-            style = {"ok": "green", "mismatch": "bold red", "missing": "yellow"}.get(r.status, "")
-            shown = r.actual[:16] + "…" if r.actual else "-"
-            table.add_row(r.filename, r.name or "-", f"[{style}]{r.status}[/]" if style else r.status, shown, r.basis)
-        console.print(table)
+        rows = [[r.filename, r.name or "-", r.status, r.actual or "-", r.basis] for r in results]
+        print_table(
+            ["file", "name", "status", "sha256", "expected from"],
+            rows,
+            fmt=fmt,
+            title=f"weights in {dest}",
+            records=[dataclasses.asdict(r) for r in results],
+        )
     if any(r.status == "mismatch" for r in results):
         raise typer.Exit(1)

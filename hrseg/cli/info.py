@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from hrseg.cli._app import app, console, user_errors
+from hrseg.cli._app import app, check_format, print_table, user_errors
 
 
 @app.command("info")
@@ -17,7 +15,8 @@ def info_cli(
     height: Annotated[int, typer.Option(help="Input height.")] = 1024,
     width: Annotated[int, typer.Option(help="Input width.")] = 2048,
     num_classes: Annotated[int, typer.Option("--num-classes", "-k", help="Number of classes.")] = 19,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (plain text when piped), tsv or json.")] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Print parameters, multiply-adds and FLOPs.
 
@@ -28,21 +27,21 @@ def info_cli(
     from hrseg.models.complexity import count
 
     with user_errors():
+        fmt = "json" if as_json else fmt
+        check_format(fmt)
         names = models or sorted(MODELS)
         rows = []
         for name in names:
             backbone, head = parse_model_name(name)
             rows.append(count(backbone, head, num_classes, height, width).as_dict())
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    table = Table(
+    cells = [[r["model"], f"{r['params_m']:.2f}", f"{r['official_gflops']:.1f}", f"{r['gmacs']:.1f}", f"{r['gflops']:.1f}"] for r in rows]
+    print_table(
+        ["model", "params (M)", "official", "GMACs", "GFLOPs"],
+        cells,
+        fmt=fmt,
+        right=("params (M)", "official", "GMACs", "GFLOPs"),
         title=f"{height}x{width} input, {num_classes} classes, batch 1",
         caption="official = conv multiply-adds / 2^30 (the official README's 'GFLOPs'); "
         "GMACs = conv + matmul multiply-adds / 1e9; GFLOPs = 2 x GMACs",
+        records=rows,
     )
-    for column in ("model", "params (M)", "official", "GMACs", "GFLOPs"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for r in rows:
-        table.add_row(r["model"], f"{r['params_m']:.2f}", f"{r['official_gflops']:.1f}", f"{r['gmacs']:.1f}", f"{r['gflops']:.1f}")
-    console.print(table)

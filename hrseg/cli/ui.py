@@ -17,11 +17,14 @@ def ui_cli(
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on (0: any free port).")] = 5000,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-local --host. The UI has NO authentication: prefer an SSH tunnel.")] = False,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the UI in a web browser once it answers.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and the server's access log.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, the server's own output and its access log.")] = False,
 ) -> None:
     """Start the MLflow UI on the project's runs (one worker, no job runner) and print its URL.
 
-    Stops cleanly on Ctrl-C. From another machine use an SSH tunnel:
+    Stops cleanly on Ctrl-C. MLflow's own start-up output is shown only with --verbose
+    (and quoted in one line if the server fails). If an MLflow UI on the same store already
+    listens on the port (a killed hrseg ui leaves it running), its URL is printed and it is
+    reused; any other process on the port is named. From another machine use an SSH tunnel:
     ssh -L 5000:127.0.0.1:5000 <this machine>, then open http://127.0.0.1:5000.
     """
     from hrseg.ui import serve_ui
@@ -38,7 +41,14 @@ def ui_cli(
                 soft_wrap=True,
             )
 
+    def reused(url: str, store: str, pid: int) -> None:
+        console.print(
+            f"MLflow UI for {store} is already running (process {pid})\n  {url}   (stop it with: kill {pid})", highlight=False, soft_wrap=True
+        )
+
     with user_errors():
-        code = serve_ui(uri, host, port, open_browser=open_browser, allow_remote=allow_remote, access_log=verbose, announce=announce)
+        code = serve_ui(
+            uri, host, port, open_browser=open_browser, allow_remote=allow_remote, access_log=verbose, announce=announce, verbose=verbose, reused=reused
+        )
     if code:
         raise typer.Exit(code)

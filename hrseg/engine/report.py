@@ -109,17 +109,17 @@ def training_curve(history: list[dict[str, Any]]) -> Any:
 
 
 def write_overlays(model: nn.Module, dataset: Dataset, recipe: Recipe, info: DistInfo, spec: Any, out: Path, count: int) -> list[Path]:
-    """Colourised predictions blended over the first ``count`` validation images."""
+    """Titled ``image | ground truth | prediction`` panels with a legend of the classes present
+    (``hrseg.evaluation.visualize.prediction_panel``) for the first ``count`` validation images."""
     import numpy as np
+
+    from hrseg.evaluation.visualize import denormalize, prediction_panel, save_png
 
     if count <= 0 or len(dataset) == 0:  # type: ignore[arg-type]
         return []
     model.eval()
-    mean = np.asarray(getattr(spec, "mean", (0.485, 0.456, 0.406)), dtype=np.float32)
-    std = np.asarray(getattr(spec, "std", (0.229, 0.224, 0.225)), dtype=np.float32)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    colours = np.asarray(getattr(spec, "palette", []), dtype=np.uint8).reshape(-1, 3)[:256]
-    palette[: len(colours)] = colours
+    mean = getattr(spec, "mean", (0.485, 0.456, 0.406))
+    std = getattr(spec, "std", (0.229, 0.224, 0.225))
     paths = []
     for i in range(min(count, len(dataset))):  # type: ignore[arg-type]
         sample = dataset[i]
@@ -128,11 +128,15 @@ def write_overlays(model: nn.Module, dataset: Dataset, recipe: Recipe, info: Dis
             logits = model(image)["out"]
         logits = F.interpolate(logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=recipe.model.align_corners)
         pred = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
-        rgb = np.clip((sample["image"].permute(1, 2, 0).numpy() * std + mean) * 255.0, 0, 255).astype(np.uint8)
-        blended = (0.5 * rgb + 0.5 * palette[pred]).astype(np.uint8)
+        label = sample.get("label")
+        label = None if label is None or tuple(label.shape) != pred.shape else np.asarray(label)
+        picture = prediction_panel(
+            denormalize(sample["image"], mean, std), pred, spec.palette, label,
+            ignore_label=spec.ignore_label, class_names=getattr(spec, "class_names", None),
+        )  # fmt: skip
         name = Path(str(sample.get("name", f"{i:04d}"))).name
         path = out / f"{i:02d}_{name}.png"
-        io.write_image(path, blended)
+        save_png(path, picture)
         paths.append(path)
     return paths
 

@@ -10,9 +10,12 @@ Protocol (official.md section 6): SGD + poly LR stepped after every optimizer st
 validation on ``data.val_split`` (single scale, no flip), ``best.pth`` by validation mIoU,
 ``final.pth`` at the end; optional extra (trainval) epochs with a fresh poly decay.
 
-Outputs in ``out_dir``: ``checkpoint.pth`` (latest, resumable), ``best.pth``, ``final.pth``,
-``metrics.json`` (final scalars), ``log.csv`` (one row per epoch), ``recipe.yaml`` (the resolved
-recipe), ``curve.png`` and ``overlays/*.png`` (also logged to MLflow). Everything is written
+Outputs in ``out_dir``: ``best.pth``, ``final.pth``, ``metrics.json`` (final scalars),
+``log.csv`` (one row per epoch), ``recipe.yaml`` (the resolved recipe), ``curve.png`` (loss, LR
+and val mIoU per epoch) and ``overlays/*.png`` (titled image / ground truth / prediction with a
+legend), also logged to MLflow; ``checkpoint.pth`` (latest, resumable: weights, optimizer, RNG)
+only while the run is unfinished: a successful run deletes it (it is twice the size of
+``final.pth``), so training into the same folder again starts afresh. Everything is written
 atomically through ``hrseg.io`` by rank 0.
 
 Resuming: ``train(..., resume=True)`` continues from ``checkpoint.pth`` when it exists --
@@ -522,6 +525,8 @@ def _train(
             save(pos)
         progress.close()
         result = finish(model_without_ddp, recipe, info, pos, sets["val"], spec, out, tracker)
+        if info.is_main:  # finished: final.pth holds the weights, nothing is left to resume
+            ckpt_path.unlink(missing_ok=True)
         status = "FINISHED"
         return result
     except KeyboardInterrupt:

@@ -399,7 +399,9 @@ def _evaluate(
             if info.is_main and len(written_overlays) < num_overlays:
                 raw, _ = dataset.load(int(sample["index"]))
                 rgb = np.ascontiguousarray(raw[:, :, ::-1])
-                picture = prediction_panel(rgb, pred.cpu().numpy(), spec.palette, None if label is None else label.numpy(), ignore_label=spec.ignore_label)
+                picture = prediction_panel(
+                    rgb, pred.cpu().numpy(), spec.palette, None if label is None else label.numpy(), ignore_label=spec.ignore_label, class_names=spec.class_names
+                )
                 target = overlay_dir / f"{name}.png"
                 save_png(target, picture)
                 written_overlays.append(target)

@@ -1,5 +1,5 @@
-"""Pictures of predictions: palette colouring, overlays, side-by-side panels and the
-confusion-matrix figure. Generic (any class count, any palette); training uses them too.
+"""Pictures of predictions: palette colouring, overlays, titled side-by-side panels with a
+legend of the classes present, and the confusion-matrix figure. Generic (any class count, any palette); training uses them too.
 
 Everything returns arrays or matplotlib ``Figure`` objects built without ``pyplot`` (no global
 figure state, Agg canvas); ``save_png`` / ``save_label_png`` / ``save_figure`` write atomically
@@ -88,6 +88,85 @@ def panel(images: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+#: Panel titles of ``prediction_panel``.
+PANEL_TITLES = ("image", "ground truth", "prediction")
+#: At most this many classes in a panel's legend (the most frequent; the rest are counted).
+LEGEND_MAX = 24
+
+
+def classes_present(*labels: np.ndarray, ignore_label: int = 255) -> list[int]:
+    """Class indices that occur in any of ``labels``, most pixels first (ties: lower index)."""
+    counts: dict[int, int] = {}
+    for label in labels:
+        values, n = np.unique(_as_numpy(label), return_counts=True)
+        for v, c in zip(values.tolist(), n.tolist()):
+            if v != ignore_label:
+                counts[int(v)] = counts.get(int(v), 0) + int(c)
+    return sorted(counts, key=lambda v: (-counts[v], v))
+
+
+def prediction_figure(
+    image_rgb: np.ndarray,
+    pred: np.ndarray | torch.Tensor,
+    palette: Palette,
+    label: np.ndarray | torch.Tensor | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    ignore_label: int = 255,
+    title: str | None = None,
+    panel_inches: float = 4.0,
+):
+    """A matplotlib ``Figure``: panels titled ``image | ground truth | prediction`` (ground
+    truth only when given; both overlays blended over the image) and, below them, a legend of
+    the classes present in either, most pixels first (at most ``LEGEND_MAX``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    pred = _as_numpy(pred)
+    image_rgb = np.asarray(image_rgb)
+    panels = [(PANEL_TITLES[0], image_rgb)]
+    if label is not None:
+        label = _as_numpy(label)
+        panels.append((PANEL_TITLES[1], overlay(image_rgb, label, palette, ignore_label=ignore_label)))
+    panels.append((PANEL_TITLES[2], overlay(image_rgb, pred, palette, ignore_label=ignore_label)))
+    present = classes_present(pred, *([] if label is None else [label]), ignore_label=ignore_label)
+    shown = present[:LEGEND_MAX]
+    columns = min(max(len(shown), 1), 4 * len(panels))
+    legend_rows = -(-len(shown) // columns) if shown else 0
+    height, width = image_rgb.shape[:2]
+    panel_height = panel_inches * height / max(width, 1)
+    fig = Figure(figsize=(panel_inches * len(panels), panel_height + 0.5 + 0.25 * legend_rows + (0.3 if title else 0.0)))
+    FigureCanvasAgg(fig)
+    for i, (name, picture) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if shown:
+        table = palette_table(palette)
+        names = [class_names[c] if class_names is not None and c < len(class_names) else f"class {c}" for c in shown]
+        handles = [Patch(facecolor=table[c] / 255.0, edgecolor="black", linewidth=0.5, label=f"{c} {n}") for c, n in zip(shown, names)]
+        more = len(present) - len(shown)
+        fig.legend(
+            handles=handles, loc="lower center", ncol=columns, fontsize=7, frameon=False,
+            title=f"classes present (+{more} more)" if more else "classes present", title_fontsize=7,
+        )  # fmt: skip
+    bottom = (0.25 * legend_rows + 0.35) / fig.get_figheight() if shown else 0.02
+    top = 1.0 - (0.55 if title else 0.3) / fig.get_figheight()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=bottom, top=top, wspace=0.03)
+    return fig
+
+
+def figure_rgb(fig, dpi: int = 100) -> np.ndarray:
+    """Render ``fig`` (with an Agg canvas) to an ``H x W x 3`` uint8 array."""
+    fig.set_dpi(dpi)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
 def prediction_panel(
     image_rgb: np.ndarray,
     pred: np.ndarray | torch.Tensor,
@@ -95,14 +174,13 @@ def prediction_panel(
     label: np.ndarray | torch.Tensor | None = None,
     *,
     ignore_label: int = 255,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> np.ndarray:
-    """``image | ground truth overlay | prediction overlay`` (ground truth only when given)."""
-    pred = _as_numpy(pred)
-    parts = [image_rgb]
-    if label is not None:
-        parts.append(overlay(image_rgb, label, palette, ignore_label=ignore_label))
-    parts.append(overlay(image_rgb, pred, palette, ignore_label=ignore_label))
-    return panel(parts)
+    """``prediction_figure`` as an RGB array: titled ``image | ground truth | prediction``
+    panels and a legend of the classes present (named when ``class_names`` is given)."""
+    fig = prediction_figure(image_rgb, pred, palette, label, class_names=class_names, ignore_label=ignore_label, title=title)
+    return figure_rgb(fig)
 
 
 def label_image(label: np.ndarray | torch.Tensor, palette: Palette):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -100,7 +101,7 @@ def test_no_runs(store):
     result = invoke("runs", "--uri", store["uri"], "-e", "Default")
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert f"no runs in experiment(s) Default of {store['uri']}" in result.stderr
+    assert f"no train or eval runs in experiment(s) Default of {store['uri']}" in result.stderr
     csv_result = invoke("runs", "--uri", store["uri"], "-e", "Default", "--format", "csv")
     assert csv_result.exit_code == 0 and csv_result.stdout.startswith("dataset,stage,recipe,model,lr,epochs,miou,")
 
@@ -108,4 +109,28 @@ def test_no_runs(store):
 def test_bad_format(store):
     result = invoke("runs", "--uri", store["uri"], "--format", "html")
     assert result.exit_code == 1
-    assert "unknown --format 'html'; expected one of table, csv, md" in result.output
+    assert "unknown --format 'html'; expected one of table, tsv, csv, json, md" in result.output
+
+
+def test_pipeline_runs_are_left_out_with_a_note_and_listed_with_all(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("hrseg/pipeline", artifact_location=(tmp_path / "art").as_uri())
+    for stage, name in (("synth", "synth"), ("prepare", "prepare cityscapes"), ("prepare", "prepare lip"), ("train", "train cityscapes_ocr")):
+        client.create_run(experiment_id, run_name=name, tags={"hrseg.stage": stage})
+    default = invoke("runs", "--uri", uri)
+    assert default.exit_code == 0, default.output
+    assert "listing train and eval runs; left out: 2 prepare, 1 synth (--all lists them)" in default.stderr
+    assert "train cityscapes_ocr" in default.stdout and "synth" not in default.stdout
+    every = invoke("runs", "--uri", uri, "--all", "--format", "json")
+    assert every.exit_code == 0 and "left out" not in every.stderr
+    assert sorted(r["run_name"] for r in json.loads(every.stdout)) == ["prepare cityscapes", "prepare lip", "synth", "train cityscapes_ocr"]
+
+
+def test_tsv_keeps_long_run_names(store, tmp_path):
+    result = invoke("runs", "--uri", store["uri"], "-f", "tsv")
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[0] == "dataset" and all(line.count("\t") == 10 for line in lines)
+    assert any(line.endswith("\teval cityscapes_ocr best.pth ss") for line in lines)
