@@ -35,7 +35,7 @@ def test_unknown_recipe_lists_the_available_ones():
 def test_unknown_override_key_names_key_and_file():
     result = CliRunner().invoke(app, ["train", "cityscapes_ocr", "--set", "train.lrr=0.1", "--no-track"])
     assert result.exit_code == 1
-    assert "cityscapes_ocr.yaml with overrides: unknown key train.lrr" in result.output
+    assert "--set train.lrr=0.1: unknown key train.lrr (did you mean train.lr?)" in result.output
     assert "valid keys under train:" in result.output
 
 
