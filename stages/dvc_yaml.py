@@ -73,7 +73,7 @@ def stages() -> dict:
             "deps": ["stages/train.py", "stages/common.py", *CORE, "hrseg/engine", "hrseg/evaluation/metrics.py", *data, "pretrained"],
             "params": ["profile", "data_root", "lr", "epochs", "batch_size", "crop", "seed", *RUNTIME, "nnodes", "node_rank", "rdzv_endpoint",
                        recipe_params(row, TRAIN_KEYS)],  # fmt: skip
-            "outs": [f"models/{row}"],
+            "outs": [f"models/{row}", f"results/train/{row}/curve.png"],
             "metrics": [{f"results/train/{row}/metrics.json": {"cache": False}}],
             "plots": [{f"results/train/{row}/log.csv": {"cache": False, "x": "epoch", "y": "val_miou"}}],
         }

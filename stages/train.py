@@ -2,13 +2,16 @@
 
 Resumable state lives in runs/<row>/<key>/ (git- and DVC-ignored private state of this stage,
 so DVC does not delete it when a killed stage is re-run); <key> hashes the resolved settings,
-so a run with other settings starts afresh instead of resuming the wrong one.
+so a run with other settings starts afresh instead of resuming the wrong one. Once the model,
+metrics, log and curve are copied to the stage's outputs, that folder is removed: a finished
+run needs no resume state, and DVC's cache holds the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 
 from common import PipelineParams, recipe_key, stage_main
@@ -34,7 +37,9 @@ def train_stage(row: str, model_dir: Path, results_dir: Path, params: PipelinePa
     if int(os.environ.get("RANK", "0")) == 0:
         io.write_json(results_dir / "metrics.json", metrics)
         io.copy_file(work / "log.csv", results_dir / "log.csv")
+        io.copy_file(work / "curve.png", results_dir / "curve.png")
         io.copy_file(work / "final.pth", model_dir / "model.pth")
+        shutil.rmtree(work, ignore_errors=True)
     return metrics
 
 

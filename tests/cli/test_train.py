@@ -44,7 +44,7 @@ def test_wrong_type_in_a_recipe_file_names_file_and_key(tmp_path):
     recipe.write_text("train:\n  epochs: many\n")
     result = CliRunner().invoke(app, ["train", str(recipe), "--no-track"])
     assert result.exit_code == 1
-    assert f"{recipe}: train.epochs: expected an integer, got 'many' (str)" in result.output.replace("\n", "")
+    assert f"{recipe}:2: train.epochs: expected an integer, got 'many' (str)" in result.output.replace("\n", "")
 
 
 def test_short_run_missing_weights_and_a_dead_tracking_server(tmp_path):

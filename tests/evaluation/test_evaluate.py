@@ -17,7 +17,7 @@ from hrseg.data.dataset import build_dataset
 from hrseg.evaluation.evaluate import evaluate, shard_indices
 from hrseg.evaluation.reference import reference_predict
 
-SUMMARY_KEYS = {"miou", "miou_nan", "pixel_acc", "mean_acc", "num_images", "scales", "flip"}
+SUMMARY_KEYS = {"miou", "miou_nan", "miou_gt", "pixel_acc", "mean_acc", "num_images", "scales", "flip"}
 
 
 def official_confusion(model, recipe, num_images: int, *, crop_pad: bool) -> np.ndarray:
