@@ -32,6 +32,7 @@ class DataConfig:
     random_flip: bool = True
     num_workers: int = 4
     val_num_samples: int | None = None  # official TEST.NUM_SAMPLES: validate on the first N only
+    classes: Path | None = None  # dataset custom: its classes.yaml (default <root>/classes.yaml)
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,20 @@ def recipe_from_dict(data: dict, overrides: Iterable[str] | dict[str, Any] = (),
     recipe = from_dict(Recipe, data, source=source)
     overrides = dict(overrides) if isinstance(overrides, dict) else list(overrides)
     if not overrides:
-        return recipe
-    return from_dict(Recipe, apply_overrides(data, overrides), source=f"{source or 'recipe'} with overrides")
+        return _post_validate(recipe, data, source)
+    data, source = apply_overrides(data, overrides), f"{source or 'recipe'} with overrides"
+    return _post_validate(from_dict(Recipe, data, source=source), data, source)
+
+
+def _post_validate(recipe: Recipe, data: dict, source: str | None) -> Recipe:
+    """Checks across sections: a custom dataset's ``model.num_classes`` comes from (and must
+    agree with) its classes file (``hrseg.data.custom.complete_recipe``)."""
+    if recipe.data.dataset == "custom" or recipe.data.classes is not None:
+        from hrseg.data.custom import complete_recipe
+
+        given = "num_classes" in (data.get("model") or {})
+        return complete_recipe(recipe, num_classes_given=given, source=source)
+    return recipe
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: Iterable[str] | dict[str, Any] = ()) -> Recipe:

@@ -182,7 +182,7 @@ def predict(
     base, files = find_images(inputs)
     out = Path(out_dir)
     recipe = with_protocol(resolve_recipe(checkpoint, recipe=recipe, dataset=dataset, align_corners=align_corners), scales=scales, flip=flip, batch_size=batch_size)
-    spec = get_spec(recipe.data.dataset)
+    spec = get_spec(recipe.data.dataset, recipe.data.classes)
     ev = recipe.eval
     dev = select_device(device)
     loaded = load_model(recipe, checkpoint, dev, path=path)
