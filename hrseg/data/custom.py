@@ -236,7 +236,9 @@ def parse_classes(data: Any, path: Path) -> CustomClasses:
         if data.get("mapping") is not None:
             raw = data["mapping"]
             if not isinstance(raw, dict) or not raw:
-                problems.append(f"mapping: expected a mapping raw value -> class name or index, e.g. {{0: background, 255: {names[-1] if names else 'object'}}}, got {raw!r}")
+                problems.append(
+                    f"mapping: expected a mapping raw value -> class name or index, e.g. {{0: background, 255: {names[-1] if names else 'object'}}}, got {raw!r}"
+                )
             else:
                 pairs = []
                 for key, target in raw.items():
@@ -437,7 +439,7 @@ def discover(root: str | os.PathLike, classes: CustomClasses) -> Discovery:
     if not root.is_dir():
         raise LayoutError(f"{NAME}: dataset root {root} does not exist or is not a directory. Expected layout:\n{LAYOUT}")
     found = _discover_lists(root, classes) if classes.lists else _discover_folders(root)
-    for split, samples in found.splits.items():
+    for samples in found.splits.values():
         for s in samples:
             for path in (s.image, s.label):
                 if path is not None and any(c.isspace() for c in path):
@@ -539,9 +541,7 @@ def _check(root: Path, sample: Sample, classes: CustomClasses, staging: Path) ->
         result.problems.append(message)
         return result
     if result.size is not None and index.shape != result.size:
-        result.problems.append(
-            f"{sample.label}: label is {index.shape[0]}x{index.shape[1]} but image {sample.image} is {result.size[0]}x{result.size[1]}"
-        )
+        result.problems.append(f"{sample.label}: label is {index.shape[0]}x{index.shape[1]} but image {sample.image} is {result.size[0]}x{result.size[1]}")
     result.counts = class_pixel_counts(index, classes.num_classes)
     if classes.masks == "rgb" and not result.problems:
         from PIL import Image
