@@ -393,12 +393,14 @@ def write_custom_dataset(
     ignore: int | tuple[int, int, int] | None = 255,
     counts: tuple[int, int, int] = (16, 6, 2),
     size: tuple[int, int] = (96, 144),
+    blobs_per_object: int = 1,
 ) -> _Writer:
     """A dataset in the custom layout: ``classes.yaml``, ``images/{train,val,test}/site_<k>/``
     (alternating .jpg and .png) and ``labels/{train,val}/site_<k>/*.png``.
 
     The first half of the classes are wavy bands, the rest objects on top (each image shows
-    every class); a third of the images have a small region of ``ignore``. ``masks="id"``
+    every class, each object class in ``blobs_per_object`` shapes); a third of the images
+    have a small region of ``ignore``. ``masks="id"``
     stores ``raw[class]`` (identity without ``raw``), ``"rgb"`` stores ``palette[class]``."""
     write = _Writer(root)
     k = len(names)
@@ -412,7 +414,7 @@ def write_custom_dataset(
     if masks == "id" and raw != list(range(k)):
         lines.append("mapping: {" + ", ".join(f"{v}: {n}" for v, n in zip(raw, names)) + "}")
     write("classes.yaml", ("\n".join(lines) + "\n").encode())
-    stuff, objects = list(range(max(1, k // 2))), list(range(max(1, k // 2), k))
+    stuff, objects = list(range(max(1, k // 2))), list(range(max(1, k // 2), k)) * blobs_per_object
     looks = make_appearances(list(range(k)) + [255], rng_of())
     i = 0
     for split_no, (split, count) in enumerate(zip(("train", "val", "test"), counts)):
