@@ -82,7 +82,8 @@ def test_six_classes_evaluate_with_class_names(six_class_run, tmp_path):
 
     recipe, run, _, _ = six_class_run
     result = evaluate(recipe, run / "final.pth", tmp_path, device="cpu", tracking=False, path="eager")
-    # the generic protocol (96x96 windows; training validates whole images): measured 0.57
+    # the generic protocol (long side 128, one 128x128 pass; training validates whole images at
+    # their own size, so the numbers differ)
     assert result["miou"] > 0.35
     rows = list(csv.DictReader(open(tmp_path / "per_class.csv", newline="")))
     assert [r[next(iter(r))] for r in rows][: len(CUSTOM_NAMES)] == list(CUSTOM_NAMES)
