@@ -28,6 +28,7 @@ them. Files are read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,8 +92,12 @@ def _listing(title: str, keys: list[str]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong."""
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, corrupt_hint: str | None = None) -> dict:
+    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong.
+
+    A file that holds pickled Python objects (code could run on load) is refused as unsafe,
+    naming the blocked global. ``corrupt_hint`` replaces the default advice for a truncated or
+    corrupt file (an interrupted download)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -105,18 +110,34 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         text = str(exc).strip()
+        if "weights only load failed" in text.lower() or "weightsunpickler" in text.lower():
+            raise CheckpointError(unsafe_pickle_message(path, text)) from None
         reason = text.splitlines()[0] if text else type(exc).__name__
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            hint = "it contains pickled Python objects other than tensors; hrseg only loads weights (torch.load weights_only=True)"
-            reason = next((line for line in text.splitlines() if "Unsupported global" in line), reason)
-        elif zipfile.is_zipfile(path) or "zip" in reason.lower() or isinstance(exc, EOFError):
-            hint = "the file looks truncated or corrupt (an interrupted download?)"
+        if zipfile.is_zipfile(path) or "zip" in reason.lower() or isinstance(exc, EOFError):
+            hint = corrupt_hint or "the file looks truncated or corrupt (an interrupted download?)"
         else:
             hint = "not a PyTorch checkpoint"
         raise CheckpointError(f"{path}: cannot read checkpoint ({size} bytes): {hint}. torch.load said: {reason}") from None
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(data).__name__}")
     return dict(data)
+
+
+def unsafe_pickle_message(path: str | os.PathLike, torch_message: str) -> str:
+    """What to tell the user when ``torch.load(weights_only=True)`` refused a file: the blocked
+    global (or pickle operation) from torch's message, never torch's advice to load with
+    ``weights_only=False`` (that would run the code in the file)."""
+    found = re.search(r"GLOBAL\s+([\w.]+)", torch_message, re.IGNORECASE)
+    if found:
+        what = f"the pickled global {found.group(1).rstrip('.')}"
+    else:
+        other = re.search(r"(unsupported [^.\n]*)", torch_message, re.IGNORECASE)
+        what = other.group(1).strip() if other else "pickled Python objects other than tensors"
+    return (
+        f"{path}: refused as unsafe: it contains {what}, and loading it could run code. hrseg loads "
+        "weights only (tensors, numbers, strings, lists and dicts). Use a checkpoint from the official "
+        "releases or from hrseg, or re-save the weights as a plain state_dict where the file is trusted"
+    )
 
 
 def detect_kind(data: Mapping[str, Any]) -> str:
@@ -135,6 +156,10 @@ def detect_kind(data: Mapping[str, Any]) -> str:
 def extract_state_dict(data: Mapping[str, Any], kind: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The model's tensors from a file of the given kind, plus the entries dropped by design."""
     dropped: list[str] = []
+    tables = [data["model"] if kind == "hrseg" else data.get("state_dict") if isinstance(data.get("state_dict"), Mapping) else data]
+    odd = [repr(k) for table in tables for k in table if not isinstance(k, str)]
+    if odd:
+        raise CheckpointError(f"expected parameter names (strings) as keys, found {', '.join(odd[:5])}")
     if kind == "hrseg":
         state = dict(data["model"])
     elif kind == "segmentation":
@@ -278,13 +303,21 @@ def infer_model_config(state: Mapping[str, torch.Tensor], **overrides: Any) -> M
     head = "ocr" if "cls_head.weight" in state else "fcn" if "last_layer.3.weight" in state else None
     if head is None:
         raise CheckpointError("cannot tell the head: neither cls_head.weight (OCR) nor last_layer.3.weight (FCN) present")
-    classifier = state["cls_head.weight" if head == "ocr" else "last_layer.3.weight"]
+
+    def conv_weight(key: str) -> torch.Tensor:
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor) or value.ndim != 4 or min(value.shape[:2]) < 1:
+            found = "missing" if value is None else f"a {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}"
+            raise CheckpointError(f"cannot infer the architecture: {key} should be a 4-d convolution weight, found {found}")
+        return value
+
+    classifier = conv_weight("cls_head.weight" if head == "ocr" else "last_layer.3.weight")
     num_classes = int(classifier.shape[0])
     extra: dict[str, Any] = {}
     if head == "ocr":
         extra = dict(
-            ocr_mid_channels=int(state["cls_head.weight"].shape[1]),
-            ocr_key_channels=int(state["ocr_distri_head.object_context_block.f_pixel.0.weight"].shape[0]),
+            ocr_mid_channels=int(classifier.shape[1]),
+            ocr_key_channels=int(conv_weight("ocr_distri_head.object_context_block.f_pixel.0.weight").shape[0]),
         )
     shapes = {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
     for backbone in HRNET_CONFIGS:

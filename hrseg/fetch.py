@@ -353,6 +353,11 @@ def _check_existing(
 def _reset_hint(entry: WeightEntry, dest: Path, basis: str, actual: str, lead: str = " To accept it,") -> str:
     if basis == "catalogue":
         return "; the catalogue hash cannot be overridden: the file is corrupt or not the official one."
+    if basis.startswith("pinned"):
+        return (
+            f"{lead} check the hash given with --sha256 (it is the one that does not match); if this file is the "
+            f"right one, pin its hash: hrseg fetch get {entry.name} --dest {dest.parent} --sha256 {actual}"
+        )
     ledger = dest.parent / LEDGER_NAME
     return (
         f"{lead} if the new file is the right one, remove the {entry.filename!r} entry from {ledger} "

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from hrseg.errors import HrsegError
 
@@ -79,24 +79,36 @@ def read_metrics(path: str | os.PathLike) -> dict | None:
         raise HrsegError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
 
 
-def build_table(metrics_paths: Mapping[str, str | os.PathLike], profile: str) -> str:
-    """Markdown table: one row per published result; ``metrics_paths`` maps a row name to its
-    ``metrics.json`` (absent file -> "not run"). mIoU values are percentages."""
+def describe_row(name: str, dataset: str, model: str, split: str) -> PublishedResult:
+    """The table's description of a row: its published entry, else one made from its recipe
+    (``dataset``, ``model`` and ``split`` as they should read in the table; no published mIoU)."""
+    return next((row for row in PUBLISHED if row.name == name), PublishedResult(name, dataset, model, split, None, None, None))
+
+
+def build_table(metrics_paths: Mapping[str, str | os.PathLike], profile: str, rows: Sequence[PublishedResult] = PUBLISHED) -> str:
+    """Markdown table, one line per row of ``rows`` (default: every published result);
+    ``metrics_paths`` maps a row name to its ``metrics.json`` (absent file -> "not run").
+
+    "hrseg mIoU" is the official plain mean over all classes; "mIoU (classes in val)" the
+    mean over the classes that occur in the evaluated ground truth (``miou_gt``), which is
+    what a miniature evaluation set lacking most classes can say. Values are percentages."""
     lines = [
-        "| dataset | model | train -> test | protocol | published mIoU | hrseg mIoU | pixel acc | profile |",
-        "|---|---|---|---|---:|---:|---:|---|",
+        "| dataset | model | train -> test | protocol | published mIoU | hrseg mIoU | mIoU (classes in val) | pixel acc | profile |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
-    for row in PUBLISHED:
+    for row in rows:
         path = metrics_paths.get(row.name)
         metrics = read_metrics(path) if path is not None else None
         if metrics is None:
-            ours, acc, protocol = "not run", "-", "-"
+            ours, present, acc, protocol = "not run", "-", "-", "-"
         elif metrics.get("miou") is None:
-            ours, acc, protocol = "no labels (test server)", "-", _protocol(metrics)
+            ours, present, acc, protocol = "no labels (test server)", "-", "-", _protocol(metrics)
         else:
+            gt = metrics.get("miou_gt")
             ours, acc, protocol = _fmt(100 * metrics["miou"], 2), _fmt(100 * metrics["pixel_acc"], 2), _protocol(metrics)
+            present = "-" if gt is None else _fmt(100 * gt, 2)
         lines.append(
-            f"| {row.dataset} | {row.model} | {row.split} | {protocol} | {_fmt(_published_for(row, metrics), 2)} | {ours} | {acc} | {profile} |"
+            f"| {row.dataset} | {row.model} | {row.split} | {protocol} | {_fmt(_published_for(row, metrics), 2)} | {ours} | {present} | {acc} | {profile} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -10,11 +10,21 @@ Failure policy (documented in the README):
   a preflight done with ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`` and
   ``MLFLOW_HTTP_REQUEST_TIMEOUT=<preflight_timeout>`` (5 s) set for those calls only. If it
   fails, one warning is logged and training continues untracked.
+- **Local stores are checked first** (``store_problem``): a SQLite file that is not a
+  database, is read-only or sits in a folder that cannot be written, or a file-store folder
+  that cannot be written, is found in well under a second, before MLflow would spend ~100 s
+  retrying its SQLAlchemy engine; one warning, and the run continues untracked.
 - **During the run: buffer.** Every later call (metrics, tags, artifacts, closing the run) is
   queued and sent by one background thread, so a slow or dead backend never stalls the
   training loop (or the other DDP ranks waiting in a collective). The first failure logs one
-  warning and disables the tracker; later calls are dropped. ``close()`` waits for the queue
-  for at most ``close_timeout`` seconds (60 s), then gives up with a warning.
+  warning and disables the tracker; later calls are dropped. A failing artifact upload (an
+  unwritable artifacts folder) only stops the artifact uploads: metrics and tags go on.
+  ``close()`` always tries to end the run (``FINISHED``, ``FAILED`` or ``KILLED``; after a
+  failure with the preflight's short timeouts), waits for the queue for at most
+  ``close_timeout`` seconds (60 s), then gives up with a warning.
+- **A resumed run logs each step once**: reopened with ``run_id``, the tracker drops metric
+  values at steps that the run already has for that key (steps re-run after the last
+  checkpoint were logged before the interruption).
 
 Default store: ``$MLFLOW_TRACKING_URI``, else ``sqlite:////<repo root>/mlflow.db`` with
 artifacts in ``<repo root>/mlartifacts/`` (absolute paths, so ``dvc exp run --temp/--queue``
@@ -178,12 +188,25 @@ class Tracker:
     A tracker built without a client is disabled: every method is a no-op and ``run_id`` is
     ``None``."""
 
-    def __init__(self, client: Any = None, run_id: str | None = None, *, uri: str | None = None, close_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: Any = None,
+        run_id: str | None = None,
+        *,
+        uri: str | None = None,
+        close_timeout: float = 60.0,
+        logged_steps: Mapping[str, int] | None = None,
+        retry_timeout: float = 5.0,
+    ) -> None:
         self._client = client
         self.run_id = run_id if client is not None else None
         self.uri = uri
         self.close_timeout = close_timeout
+        self.retry_timeout = retry_timeout
+        #: the last step the (reopened) run already has for each metric key
+        self.logged_steps = dict(logged_steps or {})
         self._failed = False
+        self._artifacts_failed = False
         self._dropped = 0
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -210,28 +233,38 @@ class Tracker:
             try:
                 if item is None:
                     return
-                if not self._failed:
-                    what, call = item
+                what, call, kind = item
+                if kind == "end" or not (self._failed or (kind == "artifact" and self._artifacts_failed)):
                     try:
                         call()
                     except Exception as exc:  # any backend error: warn once, then stop sending
-                        self._failed = True
-                        log.warning(
-                            "MLflow tracking failed (%s: %s) while %s; training continues, later "
-                            "tracking calls for run %s are dropped",
-                            type(exc).__name__,
-                            str(exc).splitlines()[0][:300] if str(exc) else "",
-                            what,
-                            self.run_id,
-                        )
+                        self._note_failure(exc, what, kind)
             finally:
                 self._queue.task_done()
 
-    def _submit(self, what: str, call: Callable[[], Any]) -> None:
-        if not self.enabled or self._queue is None:
+    def _note_failure(self, exc: Exception, what: str, kind: str) -> None:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        if kind == "end":
+            log.warning("MLflow: could not end run %s (%s); it may stay RUNNING in the UI", self.run_id, reason)
+        elif kind == "artifact":
+            self._artifacts_failed = True
+            log.warning(
+                "MLflow artifact upload failed (%s) while %s; later artifacts of run %s are skipped, metrics "
+                "and tags are still logged (is the artifacts folder writable?)",
+                reason, what, self.run_id,
+            )  # fmt: skip
+        else:
+            self._failed = True
+            log.warning(
+                "MLflow tracking failed (%s) while %s; training continues, later tracking calls for run %s are dropped",
+                reason, what, self.run_id,
+            )  # fmt: skip
+
+    def _submit(self, what: str, call: Callable[[], Any], kind: str = "call") -> None:
+        if not self.enabled or self._queue is None or (kind == "artifact" and self._artifacts_failed):
             return
         try:
-            self._queue.put_nowait((what, call))
+            self._queue.put_nowait((what, call, kind))
         except queue.Full:
             self._dropped += 1
             if self._dropped == 1:
@@ -263,7 +296,8 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items()]
+        at = int(step or 0)
+        items = [Metric(str(k), float(v), now, at) for k, v in metrics.items() if at > self.logged_steps.get(str(k), -1)]
         if items:
             self._submit(f"logging metrics at step {step}", lambda: self._client.log_batch(self.run_id, metrics=items))
 
@@ -279,17 +313,17 @@ class Tracker:
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.enabled:
             path = str(path)
-            self._submit(f"uploading {path}", lambda: self._client.log_artifact(self.run_id, path, artifact_path))
+            self._submit(f"uploading {path}", lambda: self._client.log_artifact(self.run_id, path, artifact_path), "artifact")
 
     def log_dict(self, data: Mapping[str, Any], name: str) -> None:
         """``name`` is the artifact file (``.json`` or ``.yaml``), e.g. ``"config/recipe.yaml"``."""
         if self.enabled:
             data = dict(data)
-            self._submit(f"writing {name}", lambda: self._client.log_dict(self.run_id, data, name))
+            self._submit(f"writing {name}", lambda: self._client.log_dict(self.run_id, data, name), "artifact")
 
     def log_text(self, text: str, name: str) -> None:
         if self.enabled:
-            self._submit(f"writing {name}", lambda: self._client.log_text(self.run_id, text, name))
+            self._submit(f"writing {name}", lambda: self._client.log_text(self.run_id, text, name), "artifact")
 
     def log_figure(self, figure: Any, name: str) -> None:
         """Log a matplotlib figure as ``name`` (e.g. ``"curves/training.png"``). The figure is
@@ -305,7 +339,7 @@ class Tracker:
             log.warning("could not render figure %s for MLflow: %s", name, exc)
             return
         payload = buffer.getvalue()
-        self._submit(f"uploading {name}", lambda: self._upload_bytes(payload, name))
+        self._submit(f"uploading {name}", lambda: self._upload_bytes(payload, name), "artifact")
 
     def _upload_bytes(self, payload: bytes, name: str) -> None:
         import tempfile
@@ -320,8 +354,18 @@ class Tracker:
         """End the run (``FINISHED``, ``FAILED`` or ``KILLED``) and stop the worker thread."""
         if self._client is None or self._closed:
             return
-        if not self._failed:
-            self._submit(f"ending the run ({status})", lambda: self._client.set_terminated(self.run_id, status))
+        if self._queue is not None:
+            failed = self._failed
+
+            def end() -> None:
+                # after a failure the backend may be down: one quick try instead of MLflow's retries
+                with _short_timeouts(self.retry_timeout) if failed or self._failed else contextlib.nullcontext():
+                    self._client.set_terminated(self.run_id, status)
+
+            try:
+                self._queue.put((f"ending the run ({status})", end, "end"), timeout=1.0)
+            except queue.Full:
+                pass
         self._closed = True
         assert self._queue is not None and self._thread is not None
         try:
@@ -372,9 +416,18 @@ def start_tracking(
     if not enabled or _global_rank() != 0:
         return disabled_tracker()
     uri = uri or default_tracking_uri()
+    problem = store_problem(uri, timeout=preflight_timeout)
+    if problem is not None:
+        log.warning(
+            "MLflow tracking disabled: the store %s cannot be used (%s); the run continues untracked. Fix the path, "
+            "point MLFLOW_TRACKING_URI (or --tracking-uri) elsewhere, or turn tracking off",
+            uri,
+            problem,
+        )
+        return disabled_tracker()
     try:
         with _short_timeouts(preflight_timeout):
-            client, active_run_id = _open_run(uri, experiment, run_name, dict(tags or {}), dict(params or {}), run_id)
+            client, active_run_id, logged = _open_run(uri, experiment, run_name, dict(tags or {}), dict(params or {}), run_id)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         log.warning(
@@ -385,10 +438,75 @@ def start_tracking(
         )
         return disabled_tracker()
     log.info("MLflow run %s in experiment %r at %s", active_run_id, experiment, uri)
-    return Tracker(client, active_run_id, uri=uri, close_timeout=close_timeout)
+    return Tracker(client, active_run_id, uri=uri, close_timeout=close_timeout, logged_steps=logged, retry_timeout=preflight_timeout)
 
 
-def _open_run(uri: str, experiment: str, run_name: str, tags: dict, params: dict, run_id: str | None) -> tuple[Any, str]:
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (created when missing), or None."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".hrseg-write-check-"):
+            pass
+    except OSError as exc:
+        return f"cannot write in {folder}: {exc.strerror or exc}"
+    return None
+
+
+def store_problem(uri: str, *, timeout: float = 5.0) -> str | None:
+    """Why the local MLflow store at ``uri`` cannot be used, or None (also for remote stores,
+    which the preflight checks). Takes well under a second for a local store: it looks for
+    what would otherwise make MLflow retry its SQLAlchemy engine for ~100 s."""
+    import sqlite3
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(uri)
+    if parsed.scheme == "sqlite":
+        raw = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        if not raw or raw == ":memory:" or raw.startswith("file:"):
+            return None
+        path = Path(urllib.parse.unquote(raw.split("?", 1)[0]))
+        if path.is_dir():
+            return f"{path} is a directory, not an SQLite database file"
+        if path.is_file():
+            try:
+                with open(path, "rb") as handle:
+                    head = handle.read(len(_SQLITE_HEADER))
+            except OSError as exc:
+                return f"cannot read {path}: {exc.strerror or exc}"
+            if head and head != _SQLITE_HEADER:
+                return f"{path} is not an SQLite database"
+        else:
+            problem = _folder_problem(path.parent)
+            if problem:
+                return problem
+        try:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rwc", uri=True, timeout=timeout)
+            try:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(f"PRAGMA user_version = {int(version)}")  # a write, rolled back
+                connection.rollback()
+            finally:
+                connection.close()
+        except sqlite3.Error as exc:
+            return f"{path} cannot be written as an SQLite database ({exc})"
+        return None
+    if parsed.scheme in ("", "file"):
+        folder = Path(urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri)
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file; a file store is a folder"
+        return _folder_problem(folder)
+    return None
+
+
+def _open_run(uri: str, experiment: str, run_name: str, tags: dict, params: dict, run_id: str | None) -> tuple[Any, str, dict[str, int]]:
+    """``(client, run_id, logged)``: ``logged`` maps each metric of a reopened run to its
+    last step ({} for a new run)."""
     from mlflow import MlflowClient
     from mlflow.entities import Param, RunTag
     from mlflow.exceptions import MlflowException
@@ -411,11 +529,12 @@ def _open_run(uri: str, experiment: str, run_name: str, tags: dict, params: dict
                 if changed:
                     log.warning("resumed MLflow run %s keeps its original values of %s", run_id, ", ".join(changed))
                 client.log_batch(run_id, params=new, tags=[RunTag(k, v) for k, v in all_tags.items()])
-                return client, run_id
+                logged = {key: max((m.step for m in client.get_metric_history(run_id, key)), default=-1) for key in run.data.metrics}
+                return client, run_id, logged
     experiment_id = _ensure_experiment(client, experiment, uri)
     run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
     client.log_batch(run.info.run_id, params=[Param(str(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()])
-    return client, run.info.run_id
+    return client, run.info.run_id, {}
 
 
 def _ensure_experiment(client: Any, name: str, uri: str) -> str:
@@ -434,3 +553,23 @@ def _ensure_experiment(client: Any, name: str, uri: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+def find_run_by_tag(key: str, value: str, uri: str | None = None, timeout: float = 10.0) -> str | None:
+    """The newest run (any experiment) whose tag ``key`` equals ``value``; None when there is
+    none or the store cannot be read (this is a convenience link, never an error). The
+    evaluation of a model finds the training run that wrote it this way, by the model file's
+    sha256 (tag ``checkpoint.final.sha256``), so no side file has to travel with the model."""
+    try:
+        from mlflow import MlflowClient
+
+        with _short_timeouts(timeout):
+            client = MlflowClient(tracking_uri=uri or default_tracking_uri())
+            experiments = [e.experiment_id for e in client.search_experiments()]
+            if not experiments:
+                return None
+            runs = client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'", order_by=["attributes.start_time DESC"], max_results=1)
+    except Exception as exc:  # noqa: BLE001 - tracking must never stop evaluation
+        log.debug("could not search MLflow runs by %s: %s", key, exc)
+        return None
+    return runs[0].info.run_id if runs else None

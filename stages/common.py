@@ -1,59 +1,115 @@
-"""What every DVC stage script shares: its entry point (``stage_main``), reading
-params.yaml, resolving a recipe for the active profile, and the MLflow run of a stage.
+"""What every DVC stage script shares: its entry point (``stage_main``), the typed
+``params.yaml`` (``PipelineParams``), the pipeline's rows, and the one call that resolves a
+row's recipe (``hrseg.recipe.resolve_recipe``, the same function ``hrseg train --profile``
+calls).
 
-Resolution order for a recipe (later wins):
-  params/<recipe>.yaml  <  params/profiles/<profile>.yaml (all -> datasets.<dataset> ->
-  recipes.<recipe>)  <  data paths from params.yaml  <  non-null sweep knobs (lr, epochs, ...).
+A row's recipe is ``params/<profile>/<row>.yaml``, complete; ``data_root`` decides where its
+dataset is read, and the non-null sweep knobs (``lr``, ``epochs``, ...) override their key.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
+import difflib
 import hashlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from hrseg.config import ConfigError, load_yaml
+from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_with_lines, to_dict
 from hrseg.errors import HrsegError
-from hrseg.recipe import Recipe, recipe_from_dict, resolve_recipe_path
+from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
+from hrseg.runtime import CpuIsa, pin_cpu_numerics
 
 PARAMS = Path("params.yaml")
-PROFILES = Path("params/profiles")
-
-#: top-level knob -> recipe key it overrides
-KNOBS = {
-    "lr": "train.lr",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "crop": "data.crop_size",
-    "seed": "train.seed",
-    "scales": "eval.scales",
-    "flip": "eval.flip",
-}
-
-#: a dataset spec -> the prepared dataset (folder under data_root, lists under data/lists)
-PREPARED = {"pascal_ctx60": "pascal_ctx"}
+ROWS_FILE = Path("stages/rows.yaml")
 
 
-def read_params(path: Path = PARAMS) -> dict[str, Any]:
-    return load_yaml(path)
+@dataclass(frozen=True)
+class PipelineParams:
+    """``params.yaml``, typed. Unknown keys, wrong types and out-of-range values are refused
+    with the line and a did-you-mean, before any stage does work."""
+
+    profile: str = "embedded"  # recipes: params/<profile>/<row>.yaml
+    data_root: str = "data/synth"  # datasets under <data_root>/<folder>
+    knobs: Knobs = Knobs()  # lr, epochs, batch_size, crop, seed, scales, flip (top-level keys)
+    nproc_per_node: int = bounded(1, ge=1)
+    nnodes: int = bounded(1, ge=1)
+    node_rank: int = bounded(0, ge=0)
+    rdzv_endpoint: str = ""  # host:port of node 0 (c10d rendezvous) when nnodes > 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = bounded(2, ge=0)  # 0: torch's default (the number of cores)
+    cpu_isa: CpuIsa = "avx2"
+    synth_seed: int = 0
+    pretrained_mirror: str = ""
+
+    @property
+    def device_arg(self) -> str | None:
+        return None if self.device == "auto" else self.device
+
+    def resolve(self, row: str) -> ResolvedRecipe:
+        """The recipe ``train_<row>`` / ``eval_<row>`` run."""
+        return resolve_recipe(
+            row, profile=self.profile, data_root=self.data_root, knobs=self.knobs, data_root_origin="params.yaml: data_root", knob_origin="params.yaml"
+        )
+
+    def tags(self, stage: str) -> dict[str, str]:
+        """Tags every stage's MLflow run carries (the library adds git and DVC_* tags)."""
+        return {"hrseg.stage": stage, "hrseg.profile": self.profile, "hrseg.pipeline": os.environ.get("DVC_EXP_NAME") or "workspace"}
 
 
-def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, dict[str, Any]], object], *, torchrun: bool = False) -> None:
+_TOP_LEVEL = [f.name for f in dataclasses.fields(PipelineParams) if f.name != "knobs"] + list(KNOB_KEYS)
+
+
+def parse_params(data: dict[str, Any], lines: dict[str, int] | None = None, source: str = str(PARAMS)) -> PipelineParams:
+    """``PipelineParams`` from the top-level mapping of params.yaml (knobs are top-level keys
+    there, so that ``dvc exp run -S lr=0.02`` works)."""
+    lines = lines or {}
+
+    def where(key: str | None) -> str | None:
+        key = (key or "").removeprefix("knobs.").split(".")[0]
+        return f"{source}:{lines[key]}" if key in lines else None
+
+    unknown = [key for key in data if key not in _TOP_LEVEL]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), _TOP_LEVEL, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{where(str(unknown[0])) or source}: unknown key {unknown[0]}{hint}; valid keys: {', '.join(_TOP_LEVEL)}", key=str(unknown[0]))
+    knobs = {key: data[key] for key in KNOB_KEYS if key in data}
+    rest = {key: value for key, value in data.items() if key not in KNOB_KEYS}
+    return from_dict(PipelineParams, {**rest, "knobs": knobs}, source=source, where=where)
+
+
+def read_params(path: Path = PARAMS) -> PipelineParams:
+    data, lines = load_yaml_with_lines(path)
+    return parse_params(data, lines, str(path))
+
+
+def pipeline_rows(path: Path = ROWS_FILE) -> list[str]:
+    """The pipeline's rows (``stages/rows.yaml``): one ``train_<row>`` + ``eval_<row>`` each."""
+    rows = load_yaml(path).get("rows")
+    if not isinstance(rows, list) or not all(isinstance(r, str) for r in rows):
+        raise ConfigError(f"{path}: expected `rows:` with a list of recipe names")
+    return rows
+
+
+def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, PipelineParams], object], *, torchrun: bool = False) -> None:
     """The ``__main__`` of a stage script: log lines with times, arguments parsed, params.yaml
-    read, the stage re-launched under torchrun when ``torchrun`` and ``nproc_per_node`` > 1,
-    then ``run(args, params)``. A user-facing error (missing data, no weights, bad recipe) ends
-    the stage with its message and exit status 1, not a traceback."""
+    read and checked, CPU numerics pinned (threads, instruction set: results reproduce across
+    machines), the stage re-launched under torchrun when ``torchrun`` and more than one process
+    is asked for, then ``run(args, params)``. A user-facing error (bad params, missing data, no
+    weights) ends the stage with its message and exit status 1, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = parser.parse_args()
     try:
         params = read_params()
+        pin_cpu_numerics(params.cpu_threads, params.cpu_isa)
         if torchrun:
             relaunch_under_torchrun(params)
         run(args, params)
@@ -62,71 +118,27 @@ def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespac
         raise SystemExit(1) from None
 
 
-def deep_merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
-    return out
+def torchrun_args(params: PipelineParams) -> list[str] | None:
+    """The torchrun launcher for ``params`` (None: one plain process). One node:
+    ``--standalone``; several: c10d rendezvous at ``rdzv_endpoint`` (every node runs the same
+    stage command with its own ``node_rank``)."""
+    if params.nnodes == 1:
+        return None if params.nproc_per_node == 1 else ["torchrun", "--standalone", f"--nproc-per-node={params.nproc_per_node}"]
+    if not params.rdzv_endpoint:
+        raise ConfigError("params.yaml: nnodes > 1 needs rdzv_endpoint (host:port of node 0)", key="rdzv_endpoint")
+    return [
+        "torchrun", f"--nnodes={params.nnodes}", f"--node-rank={params.node_rank}", f"--nproc-per-node={params.nproc_per_node}",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint={params.rdzv_endpoint}", f"--rdzv-id={os.environ.get('DVC_STAGE', 'hrseg')}",
+    ]  # fmt: skip
 
 
-def profile_overlay(profile: str) -> dict[str, Any]:
-    path = PROFILES / f"{profile}.yaml"
-    if not path.is_file():
-        valid = ", ".join(sorted(p.stem for p in PROFILES.glob("*.yaml")))
-        raise ConfigError(f"params.yaml: unknown profile {profile!r}; valid: {valid}")
-    return load_yaml(path)
-
-
-def prepared_name(dataset: str) -> str:
-    return PREPARED.get(dataset, dataset)
-
-
-def resolve_recipe(name: str, params: dict[str, Any]) -> Recipe:
-    """The recipe a train/eval stage runs, with the profile, data paths and knobs applied."""
-    path = resolve_recipe_path(name)
-    data = load_yaml(path)
-    data.setdefault("name", name)
-    profile = params["profile"]
-    overlay = profile_overlay(profile)
-    dataset = data.get("data", {}).get("dataset", "cityscapes")
-    for section in (overlay.get("all"), overlay.get("datasets", {}).get(dataset), overlay.get("recipes", {}).get(name)):
-        if section:
-            data = deep_merge(data, section)
-    folder = prepared_name(dataset)
-    overrides: dict[str, Any] = {"data.root": f"{params['data_root']}/{folder}", "data.lists": f"data/lists/{folder}"}
-    overrides.update({key: params[knob] for knob, key in KNOBS.items() if params.get(knob) is not None})
-    return recipe_from_dict(data, overrides, source=f"{path} + {PROFILES / profile}.yaml")
+def relaunch_under_torchrun(params: PipelineParams) -> None:
+    launcher = torchrun_args(params)
+    if launcher is not None and "LOCAL_RANK" not in os.environ:
+        os.execvp("torchrun", [*launcher, *sys.argv])
 
 
 def recipe_key(*values: Any) -> str:
     """A short, stable hash of JSON-able settings (e.g. the resolved training recipe)."""
-    payload = json.dumps(list(values), sort_keys=True, default=str)
+    payload = json.dumps([to_dict(v) for v in values], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def relaunch_under_torchrun(params: dict[str, Any]) -> None:
-    """With ``nproc_per_node`` > 1, re-run this script under ``torchrun --standalone`` (one
-    process per GPU); a single process runs as a plain Python process."""
-    nproc = int(params.get("nproc_per_node", 1))
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        os.execvp("torchrun", ["torchrun", "--standalone", f"--nproc-per-node={nproc}", *sys.argv])
-
-
-def device(params: dict[str, Any]) -> str | None:
-    value = str(params.get("device", "auto"))
-    return None if value == "auto" else value
-
-
-def run_name(stage: str, recipe: str, params: dict[str, Any]) -> str:
-    """``"train cityscapes_ocr lr=0.02"``: the stage, the recipe and every knob set in params.yaml."""
-    knobs = " ".join(f"{k}={params[k]}" for k in KNOBS if params.get(k) is not None)
-    return f"{stage} {recipe} {knobs}".strip()
-
-
-def stage_tags(params: dict[str, Any], stage: str) -> dict[str, str]:
-    """Tags every stage's MLflow run carries (the library adds git and DVC_* tags)."""
-    return {
-        "hrseg.stage": stage,
-        "hrseg.profile": str(params.get("profile")),
-        "hrseg.pipeline": os.environ.get("DVC_EXP_NAME") or "workspace",
-    }

@@ -1,8 +1,11 @@
-"""Generate dvc.yaml: `python stages/dvc_yaml.py` (tests check the committed file is current).
+"""Generate dvc.yaml: `python stages/dvc_yaml.py` (a test checks the committed file is current).
 
 Stage names are explicit because users type them (`dvc repro eval_cityscapes_ocr`); DVC's
-foreach/matrix would name them `eval@...`. One table below lists the pipeline's rows; every
-train/eval stage declares exactly the code, data, recipe files and params.yaml keys it reads.
+foreach/matrix would name them `eval@...`. The rows come from stages/rows.yaml; every stage
+declares exactly the code, data and params it reads: the recipe keys a train/eval stage uses
+are declared per key of `params/${profile}/<row>.yaml` (DVC interpolates the profile), so
+`dvc params diff` / `dvc exp show` show them, `dvc exp run -S params/embedded/<row>.yaml:train.lr=0.1`
+works, and editing the other profile's recipes (or keys a stage does not read) re-runs nothing.
 """
 
 from __future__ import annotations
@@ -12,31 +15,34 @@ from pathlib import Path
 
 import yaml
 
-#: pipeline rows: recipe name -> prepared dataset (folder under data_root, lists under data/lists)
-ROWS = {
-    "cityscapes_hrnet": "cityscapes",
-    "cityscapes_ocr": "cityscapes",
-    "cityscapes_ocr_trainval": "cityscapes",
-    "lip_hrnet": "lip",
-    "lip_ocr": "lip",
-    "pascal_ctx_hrnet": "pascal_ctx",
-    "pascal_ctx_ocr": "pascal_ctx",
-    "pascal_ctx60_hrnet": "pascal_ctx",
-    "pascal_ctx60_ocr": "pascal_ctx",
-    "cocostuff_hrnet": "cocostuff",
-    "cocostuff_ocr": "cocostuff",
-    "ade20k_hrnet": "ade20k",
-    "ade20k_ocr": "ade20k",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import pipeline_rows  # noqa: E402
+
+from hrseg.recipe import EVAL_KEYS, TRAIN_KEYS, dataset_folder, resolve_recipe  # noqa: E402
+
 DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k")
+PROFILES = ("embedded", "full")
 #: library code whose changes change what a stage computes
-CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/checkpoint.py", "hrseg/io.py"]
+CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/checkpoint.py", "hrseg/io.py", "hrseg/runtime.py"]
+#: params.yaml keys of how a train/eval stage runs (processes, device, CPU numerics)
+RUNTIME = ["nproc_per_node", "device", "cpu_threads", "cpu_isa"]
+
+
+def recipe_params(row: str, keys) -> dict:
+    return {f"params/${{profile}}/{row}.yaml": list(keys)}
+
+
+def row_folder(row: str) -> str:
+    """The dataset folder a row reads (the same in every profile; a test checks it)."""
+    return dataset_folder(resolve_recipe(row, profile=PROFILES[0]).recipe.data.dataset)
 
 
 def stages() -> dict:
+    rows = pipeline_rows()
     out: dict = {
         "synth": {
-            "desc": "Miniature synthetic copies of the five datasets (the embedded profile's data)",
+            "desc": "Miniature synthetic copies of the datasets (the embedded profile's data)",
             "cmd": "python stages/synth.py --out data/synth",
             "deps": ["stages/synth.py", "stages/common.py", "hrseg/data"],
             "params": ["synth_seed"],
@@ -52,46 +58,48 @@ def stages() -> dict:
             "outs": [f"data/lists/{ds}"],
         }
     out["fetch_pretrained"] = {
-        "desc": "ImageNet weights the recipes start from (none for the embedded profile)",
+        "desc": "ImageNet weights the rows' recipes start from (none for the embedded profile)",
         "cmd": "python stages/fetch_pretrained.py --dest pretrained",
-        "deps": ["stages/fetch_pretrained.py", "stages/common.py", "hrseg/catalogue.py", "hrseg/fetch.py", "params"],
-        "params": ["profile", "pretrained_mirror"],
+        "deps": ["stages/fetch_pretrained.py", "stages/common.py", "stages/rows.yaml", "hrseg/catalogue.py", "hrseg/fetch.py"],
+        "params": ["profile", "pretrained_mirror", *[recipe_params(row, ["train.pretrained"]) for row in rows]],
         "outs": ["pretrained"],
     }
-    for name, ds in ROWS.items():
-        recipe_files = [f"params/{name}.yaml", "params/profiles"]
+    for row in rows:
+        ds = row_folder(row)
         data = [f"data/lists/{ds}", f"${{data_root}}/{ds}"]
-        out[f"train_{name}"] = {
-            "desc": f"Train {name}",
-            "cmd": f"python stages/train.py {name} --model-dir models/{name} --results results/train/{name}",
-            "deps": ["stages/train.py", "stages/common.py", *CORE, "hrseg/engine", "hrseg/evaluation/metrics.py", *recipe_files, *data, "pretrained"],
-            "params": ["profile", "data_root", "lr", "epochs", "batch_size", "crop", "seed", "nproc_per_node", "device"],
-            "outs": [f"models/{name}"],
-            "metrics": [{f"results/train/{name}/metrics.json": {"cache": False}}],
-            "plots": [{f"results/train/{name}/log.csv": {"cache": False, "x": "epoch", "y": "val_miou"}}],
+        out[f"train_{row}"] = {
+            "desc": f"Train {row} (params/${{profile}}/{row}.yaml)",
+            "cmd": f"python stages/train.py {row} --model-dir models/{row} --results results/train/{row}",
+            "deps": ["stages/train.py", "stages/common.py", *CORE, "hrseg/engine", "hrseg/evaluation/metrics.py", *data, "pretrained"],
+            "params": ["profile", "data_root", "lr", "epochs", "batch_size", "crop", "seed", *RUNTIME, "nnodes", "node_rank", "rdzv_endpoint",
+                       recipe_params(row, TRAIN_KEYS)],  # fmt: skip
+            "outs": [f"models/{row}"],
+            "metrics": [{f"results/train/{row}/metrics.json": {"cache": False}}],
+            "plots": [{f"results/train/{row}/log.csv": {"cache": False, "x": "epoch", "y": "val_miou"}}],
         }
-        res = f"results/eval/{name}"
-        out[f"eval_{name}"] = {
-            "desc": f"Evaluate {name} with its official test protocol",
-            "cmd": f"python stages/evaluate.py {name} --model models/{name}/model.pth --out {res}",
-            "deps": ["stages/evaluate.py", "stages/common.py", *CORE, "hrseg/evaluation", "hrseg/fast.py", *recipe_files, *data, f"models/{name}"],
-            "params": ["profile", "data_root", "scales", "flip", "device"],
+        res = f"results/eval/{row}"
+        labelled = resolve_recipe(row, profile=PROFILES[0]).recipe.eval.split != "test"
+        out[f"eval_{row}"] = {
+            "desc": f"Evaluate {row} with its official test protocol",
+            "cmd": f"python stages/evaluate.py {row} --model models/{row}/model.pth --out {res}",
+            "deps": ["stages/evaluate.py", "stages/common.py", *CORE, "hrseg/evaluation", "hrseg/fast.py", *data, f"models/{row}"],
+            "params": ["profile", "data_root", "scales", "flip", *RUNTIME, recipe_params(row, EVAL_KEYS)],
             "outs": [{f"{res}/per_class.csv": {"cache": False}}, f"{res}/confusion_matrix.png", f"{res}/overlays"]
-            if not name.endswith("_trainval")
+            if labelled
             else [f"{res}/overlays", f"{res}/test_results"],
             "metrics": [{f"{res}/metrics.json": {"cache": False}}],
         }
     out["results_table"] = {
         "desc": "The README results table, next to the published numbers",
-        "cmd": "python stages/results_table.py --results results/eval --out results/results_table.md",
-        "deps": ["stages/results_table.py", "stages/common.py", "hrseg/results.py", *[f"results/eval/{name}/metrics.json" for name in ROWS]],
-        "params": ["profile"],
-        "outs": [{"results/results_table.md": {"cache": False}}],
+        "cmd": "python stages/results_table.py --results results/eval --out results/results_table.md --readme README.md",
+        "deps": ["stages/results_table.py", "stages/common.py", "stages/rows.yaml", "hrseg/results.py", *[f"results/eval/{row}/metrics.json" for row in rows]],
+        "params": ["profile", *[recipe_params(row, ["data.dataset", "data.train_split", "model.backbone", "model.head", "eval.split"]) for row in rows]],
+        "outs": [{"results/results_table.md": {"cache": False}}, {"README.md": {"cache": False, "persist": True}}],
     }
     return out
 
 
-HEADER = "# Generated by `python stages/dvc_yaml.py` from the table in that file; edit it there.\n"
+HEADER = "# Generated by `python stages/dvc_yaml.py` from stages/rows.yaml; edit the rows there.\n"
 
 
 def render() -> str:

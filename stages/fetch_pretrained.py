@@ -6,32 +6,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import resolve_recipe, stage_main, stage_tags
+from common import PipelineParams, pipeline_rows, stage_main
 
 from hrseg import io
 from hrseg.catalogue import CATALOGUE
-from hrseg.fetch import fetch, sha256_file
-from hrseg.recipe import available_recipes
+from hrseg.fetch import FetchError, fetch, sha256_file
 from hrseg.tracking import start_tracking
 
 
-def needed_files(params: dict) -> list[str]:
-    """File names of ``train.pretrained`` over every recipe, as resolved for this profile."""
-    files = {resolve_recipe(name, params).train.pretrained for name in available_recipes()}
+def needed_files(params: PipelineParams) -> list[str]:
+    """File names of ``train.pretrained`` over every row, as resolved for this profile."""
+    files = {params.resolve(row).recipe.train.pretrained for row in pipeline_rows()}
     return sorted(p.name for p in files if p is not None)
 
 
-def fetch_pretrained(dest: Path, params: dict) -> dict:
+def fetch_pretrained(dest: Path, params: PipelineParams) -> dict:
     by_file = {entry.filename: entry for entry in CATALOGUE.values()}
-    mirrors = [params["pretrained_mirror"]] if params.get("pretrained_mirror") else []
-    manifest = {"profile": params["profile"], "weights": {}}
+    mirrors = [params.pretrained_mirror] if params.pretrained_mirror else []
+    manifest = {"profile": params.profile, "weights": {}}
     for filename in needed_files(params):
         if filename not in by_file:
-            raise SystemExit(f"{filename}: no catalogue entry; put the file in {dest}/ or add it to hrseg/catalogue.py")
+            raise FetchError(f"{filename}: no catalogue entry; put the file in {dest}/ or add it to hrseg/catalogue.py")
         path = fetch(by_file[filename], dest, mirrors=mirrors)
         manifest["weights"][filename] = {"entry": by_file[filename].name, "sha256": sha256_file(path)}
     io.write_json(dest / "manifest.json", manifest)
-    with start_tracking("hrseg/pipeline", "fetch_pretrained", tags=stage_tags(params, "fetch"), params={"profile": params["profile"]}) as run:
+    with start_tracking("hrseg/pipeline", "fetch_pretrained", tags=params.tags("fetch"), params={"profile": params.profile}) as run:
         run.log_dict(manifest, "manifest.json")
     return manifest
 

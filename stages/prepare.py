@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from common import stage_main, stage_tags
+from common import PipelineParams, stage_main
 
 from hrseg.data import prepare_dataset
 from hrseg.tracking import start_tracking
 
 
-def prepare(dataset: str, root: str, out: str, params: dict) -> dict:
+def prepare(dataset: str, root: str, out: str, params: PipelineParams) -> dict:
     summary = prepare_dataset(dataset, root, out)
-    tags = {**stage_tags(params, "prepare"), "hrseg.dataset": dataset}
+    tags = {**params.tags("prepare"), "hrseg.dataset": dataset}
     with start_tracking(f"hrseg/{dataset}", f"prepare {dataset}", tags=tags, params={"dataset": dataset, "root": root}) as run:
         run.log_metrics({f"images_{name.removesuffix('.lst')}": int(n) for name, n in summary.get("lists", {}).items()})
         run.log_dict(summary, "summary.json")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from common import stage_main, stage_tags
+from common import PipelineParams, stage_main
 
 from hrseg.data.synth import generate_synthetic
 from hrseg.tracking import start_tracking
 
 
-def synth(out: str, params: dict) -> dict:
-    report = generate_synthetic(out, seed=int(params["synth_seed"]))
-    with start_tracking("hrseg/pipeline", "synth", tags=stage_tags(params, "synth"), params={"synth_seed": params["synth_seed"]}) as run:
+def synth(out: str, params: PipelineParams) -> dict:
+    report = generate_synthetic(out, seed=params.synth_seed)
+    with start_tracking("hrseg/pipeline", "synth", tags=params.tags("synth"), params={"synth_seed": params.synth_seed}) as run:
         run.log_metrics({f"{name}_files": info["files"] for name, info in report.items()})
         run.log_dict(report, "synth.json")
     return report

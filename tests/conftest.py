@@ -1,5 +1,6 @@
-"""Shared fixtures. The parity fixtures live outside the repository (../shared/parity); tests
-that need them skip with a reason where they are absent (override with $HRSEG_PARITY_DIR)."""
+"""Shared fixtures. The parity fixtures (official outputs on random weights) are kept in
+``tests/fixtures/parity`` (see its README); ``$HRSEG_PARITY_DIR`` points the tests at another
+copy. Tests that need them skip with a reason only where that folder lacks them."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+PARITY_FILES = ("w18s2_ocr_k19.pth", "w18s2_ocr_k19_io.pt", "keys_hrnet_ocr_w48_k19.txt", "keys_hrnet_w48_fcn_k19.txt")
 
 
 def parity_dir() -> Path:
-    return Path(os.environ.get("HRSEG_PARITY_DIR", REPO.parent / "shared" / "parity"))
+    return Path(os.environ.get("HRSEG_PARITY_DIR") or REPO / "tests" / "fixtures" / "parity")
 
 
 @pytest.fixture(scope="session")
 def parity() -> Path:
     path = parity_dir()
-    if not (path / "w18s2_ocr_k19.pth").is_file():
-        pytest.skip(f"parity fixtures not found in {path} (set HRSEG_PARITY_DIR)")
+    missing = [name for name in PARITY_FILES if not (path / name).is_file()]
+    if missing:
+        pytest.skip(f"parity fixtures {', '.join(missing)} not found in {path} (set HRSEG_PARITY_DIR)")
     return path
 
 

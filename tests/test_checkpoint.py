@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -177,10 +179,23 @@ def test_unreadable_files_name_the_file(tmp_path, parity):
         read_checkpoint(tmp_path / "text.pth")
 
 
-def test_pickled_objects_are_refused(tmp_path):
-    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickle.pth")
-    with pytest.raises(CheckpointError, match="other than tensors"):
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+@pytest.mark.parametrize(
+    "payload,blocked",
+    [(lambda: torch.nn.Linear(2, 2), "torch.nn.modules.linear.Linear"), (_RunsCode, "posix.system" if os.name == "posix" else "nt.system")],
+)
+def test_pickled_objects_are_refused_as_unsafe_naming_the_global(tmp_path, capfd, payload, blocked):
+    torch.save({"model": payload()}, tmp_path / "pickle.pth")
+    with pytest.raises(CheckpointError) as info:
         read_checkpoint(tmp_path / "pickle.pth")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'pickle.pth'}: refused as unsafe: it contains the pickled global {blocked},"), message
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert "must never run" not in capfd.readouterr().out
 
 
 def test_infer_model_config_from_official_file(parity):

@@ -39,7 +39,7 @@ def test_from_dict_converts_nested_values():
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"name": "x", "inner": {"lrr": 1}}, "f.yaml: unknown key inner.lrr; valid keys under inner: lr, scales, mode, crop, path"),
+        ({"name": "x", "inner": {"lrr": 1}}, "f.yaml: unknown key inner.lrr (did you mean inner.lr?); valid keys under inner: lr, scales, mode, crop, path"),
         ({"name": "x", "inner": {"lr": "fast"}}, "f.yaml: inner.lr: expected a number, got 'fast' (str)"),
         ({"name": "x", "inner": {"mode": "c"}}, "f.yaml: inner.mode: expected one of 'a', 'b', got 'c' (str)"),
         ({"name": "x", "flag": "yes"}, "f.yaml: flag: expected true or false, got 'yes' (str)"),
@@ -84,10 +84,10 @@ def test_recipe_file_and_override_errors(tmp_path):
     path.write_text("model:\n  head: ocr\ntrain:\n  lr: 0.02\n")
     recipe = load_recipe(path, ["train.epochs=2"])
     assert isinstance(recipe, Recipe) and recipe.name == "mine" and recipe.train.lr == 0.02 and recipe.train.epochs == 2
-    with pytest.raises(ConfigError, match=r"mine.yaml with overrides: unknown key train.lrr"):
+    with pytest.raises(ConfigError, match=r"--set train.lrr=1: unknown key train.lrr \(did you mean train.lr\?\)"):
         load_recipe(path, ["train.lrr=1"])
     path.write_text("train:\n  lr: fast\n")
-    with pytest.raises(ConfigError, match=r"mine.yaml: train.lr: expected a number"):
+    with pytest.raises(ConfigError, match=r"mine.yaml:2: train.lr: expected a number"):
         load_recipe(path)
     with pytest.raises(ConfigError, match="unknown recipe 'no_such_recipe'"):
         load_recipe("no_such_recipe")

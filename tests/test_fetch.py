@@ -288,6 +288,8 @@ def test_wrong_pinned_checksum_leaves_no_file(server, tmp_path):
         F.fetch(entry(server.base + "/w.pth"), tmp_path, **{**FAST, "sha256": "0" * 64})
     message = str(info.value)
     assert f"expected {'0' * 64} (pinned with --sha256), got {sha(PAYLOAD)}" in message
+    assert "check the hash given with --sha256" in message and f"--sha256 {sha(PAYLOAD)}" in message
+    assert F.LEDGER_NAME not in message  # a fresh folder has no ledger to edit
     assert list(tmp_path.iterdir()) == []  # no file, no .part, no ledger
 
 

@@ -169,7 +169,7 @@ class FailingClient:
         raise ConnectionError("backend went away")
 
     def set_terminated(self, run_id, status):
-        self.calls += 1
+        self.ended = status
 
 
 def test_backend_failing_mid_run_warns_once_and_stops_sending(caplog):
@@ -179,10 +179,105 @@ def test_backend_failing_mid_run_warns_once_and_stops_sending(caplog):
         for step in range(5):
             tracker.log_metrics({"loss": 1.0}, step=step)
         tracker.flush(timeout=10)
-        tracker.close()
+        tracker.close("FAILED")
     assert client.calls == 1  # the first failure disables the tracker
+    assert client.ended == "FAILED"  # but ending the run is still tried (once, with short timeouts)
     warnings = [r for r in caplog.records if "MLflow tracking failed" in r.getMessage()]
     assert len(warnings) == 1 and "ConnectionError: backend went away" in warnings[0].getMessage()
+
+
+class ArtifactsFailClient:
+    def __init__(self) -> None:
+        self.batches = 0
+        self.uploads = 0
+        self.ended = None
+
+    def log_batch(self, run_id, **kwargs):
+        self.batches += 1
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        self.uploads += 1
+        raise PermissionError(13, "Permission denied", "/store/mlartifacts")
+
+    def set_terminated(self, run_id, status):
+        self.ended = status
+
+
+def test_failing_artifact_uploads_keep_metrics_and_end_the_run(tmp_path, caplog):
+    client = ArtifactsFailClient()
+    tracker = Tracker(client, "run-3")
+    (tmp_path / "a.txt").write_text("a")
+    with caplog.at_level(logging.WARNING, logger="hrseg.tracking"):
+        tracker.log_artifact(tmp_path / "a.txt")
+        tracker.flush(timeout=10)
+        tracker.log_artifact(tmp_path / "a.txt")  # skipped: uploads already failed
+        tracker.log_metrics({"loss": 1.0}, step=1)
+        tracker.close()
+    assert client.uploads == 1 and client.batches == 1 and client.ended == "FINISHED"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "artifact upload failed (PermissionError" in warnings[0] and "metrics and tags are still logged" in warnings[0]
+
+
+def test_reopened_run_drops_steps_it_already_has():
+    client = ArtifactsFailClient()
+    logged = []
+    client.log_batch = lambda run_id, metrics=(), **kw: logged.extend((m.key, m.step) for m in metrics)
+    tracker = Tracker(client, "run-4", logged_steps={"train/loss": 8, "val/miou": 1})
+    tracker.log_metrics({"train/loss": 1.0, "train/lr": 0.1}, step=8)
+    tracker.log_metrics({"train/loss": 1.0}, step=12)
+    tracker.log_metrics({"val/miou": 0.5}, step=1)
+    tracker.log_metrics({"val/miou": 0.5}, step=2)
+    tracker.close()
+    assert logged == [("train/lr", 8), ("train/loss", 12), ("val/miou", 2)]
+
+
+@pytest.mark.parametrize("case", ["not_a_database", "folder_is_a_file", "directory", "read_only_file"])
+def test_unusable_local_store_is_found_before_mlflow_retries(clean_env, tmp_path, caplog, monkeypatch, case):
+    import mlflow.store.db.utils as db_utils
+
+    if case == "not_a_database":
+        path = tmp_path / "mlflow.db"
+        path.write_bytes(b"this is not sqlite" * 10)
+        expected = "is not an SQLite database"
+    elif case == "folder_is_a_file":
+        (tmp_path / "file").write_text("x")
+        path = tmp_path / "file" / "mlflow.db"
+        expected = "cannot write in"
+    elif case == "directory":
+        path = tmp_path / "mlflow.db"
+        path.mkdir()
+        expected = "is a directory"
+    else:
+        import sqlite3
+
+        path = tmp_path / "ro" / "mlflow.db"
+        path.parent.mkdir()
+        sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+        monkeypatch.setattr("hrseg.tracking._folder_problem", lambda folder: None)
+        real_connect = sqlite3.connect
+        # root ignores file modes: open the database read-only to stand for an unwritable file
+        monkeypatch.setattr(sqlite3, "connect", lambda database, **kw: real_connect(database.replace("mode=rwc", "mode=ro"), **kw))
+        expected = "cannot be written as an SQLite database (attempt to write a readonly database)"
+
+    def no_retries(*args, **kwargs):  # MLflow's engine creation retries for ~100 s
+        raise AssertionError("the store check must stop before MLflow's SQLAlchemy retries")
+
+    monkeypatch.setattr(db_utils, "create_sqlalchemy_engine_with_retry", no_retries)
+    with caplog.at_level(logging.WARNING):
+        tracker = start_tracking("hrseg/test", "x", tags={}, params={"a": 1}, uri=f"sqlite:///{path}")
+    assert not tracker.enabled
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "MLflow tracking disabled: the store" in warnings[0] and expected in warnings[0], warnings
+
+
+def test_usable_stores_pass_the_check(tmp_path):
+    from hrseg.tracking import store_problem
+
+    assert store_problem(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}") is None
+    assert store_problem("http://127.0.0.1:1") is None  # remote: left to the preflight
+    assert store_problem(str(tmp_path / "mlruns")) is None
+    (tmp_path / "plain").write_text("x")
+    assert "is a file" in store_problem(str(tmp_path / "plain"))
 
 
 class BlockedClient:

@@ -8,16 +8,21 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.evaluation.evaluate import evaluate, parse_scales
+from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
+from hrseg.runtime import parse_isa, pin_cpu_numerics
 
 
 @app.command("evaluate")
 def evaluate_cli(
-    recipe: Annotated[str, typer.Argument(help="Recipe name (params/<name>.yaml) or path to a recipe YAML.")],
+    recipe: Annotated[str, typer.Argument(help="Recipe name (params/<profile>/<name>.yaml) or path to a recipe YAML.")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="hrseg checkpoint or released official .pth file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (metrics.json, per_class.csv, pictures).")],
     scales: Annotated[str | None, typer.Option(help="Test scales, comma-separated, e.g. 0.5,0.75,1.0,1.25,1.5,1.75 (default: the recipe's).")] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Average with the mirrored image (default: the recipe's).")] = None,
     split: Annotated[str | None, typer.Option(help="List file <lists>/<split>.lst to evaluate (default: the recipe's eval.split).")] = None,
+    profile: Annotated[str, typer.Option(help="Recipe folder params/<profile>/: full (official recipes) or embedded (the pipeline's default); also the MLflow tag hrseg.profile.")] = DEFAULT_PROFILE,
+    data_root: Annotated[str | None, typer.Option(help="Read the dataset from <data-root>/<folder>, as the pipeline's data_root does (default: data).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value, e.g. --set eval.ade20k_pad_quirk=true (repeatable).")] = None,
     batch: Annotated[int | None, typer.Option(help="Network inputs per forward pass, mirrored copies and windows included (default: the recipe's eval.batch_size, 1 = the official order, bit-exact; 2+ is faster on GPUs).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
@@ -28,6 +33,8 @@ def evaluate_cli(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow (rank 0).")] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:////<repo>/mlflow.db).")] = None,
     run_name: Annotated[str | None, typer.Option(help="MLflow run name (default: 'eval <recipe> <checkpoint> <protocol>').")] = None,
+    cpu_threads: Annotated[int, typer.Option(help="CPU intra-op threads (0: all cores); the pipeline pins 2 so results reproduce.")] = 0,
+    cpu_isa: Annotated[str, typer.Option(help="CPU kernel instruction set: native, avx2, avx512 or default (the pipeline pins avx2).")] = "native",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Evaluate CHECKPOINT with the official test protocol and write the results to --out.
@@ -37,12 +44,10 @@ def evaluate_cli(
 
     Several GPUs or processes: torchrun --standalone --nproc-per-node=4 -m hrseg.cli evaluate ...
     (each process evaluates every 4th image; the confusion matrices are summed)."""
-    from hrseg.evaluation.evaluate import evaluate, parse_scales
-    from hrseg.recipe import load_recipe
-
     setup_logging(verbose)
     with user_errors():
-        resolved = load_recipe(recipe, overrides or [])
+        pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
+        resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root").recipe
         result = evaluate(
             resolved,
             checkpoint,
@@ -59,6 +64,7 @@ def evaluate_cli(
             tracking=track,
             tracking_uri=tracking_uri,
             run_name=run_name,
+            profile=profile,
         )
     if "miou" in result:
         nan_mean = "n/a" if result["miou_nan"] is None else f"{100 * result['miou_nan']:.2f}"

@@ -8,38 +8,42 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, setup_logging, user_errors
+from hrseg.engine.train import train
+from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
+from hrseg.runtime import parse_isa, pin_cpu_numerics
 
 
 @app.command("train")
 def train_cli(
-    recipe: Annotated[str, typer.Argument(help="Recipe name (params/<name>.yaml) or path to a recipe YAML.")],
+    recipe: Annotated[str, typer.Argument(help="Recipe name (params/<profile>/<name>.yaml) or path to a recipe YAML.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: models/<recipe name>).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value, e.g. --set train.lr=0.02 (repeatable).")] = None,
+    profile: Annotated[str, typer.Option(help="Recipe folder params/<profile>/: full (official recipes) or embedded (the pipeline's default); also the MLflow tag hrseg.profile.")] = DEFAULT_PROFILE,
+    data_root: Annotated[str | None, typer.Option(help="Read the dataset from <data-root>/<folder>, as the pipeline's data_root does (default: data).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value, e.g. --set train.lr=1e-3 (repeatable).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from <out>/checkpoint.pth when it exists.")] = True,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow (rank 0).")] = True,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:////<repo>/mlflow.db).")] = None,
     run_name: Annotated[str | None, typer.Option(help="MLflow run name (default: 'train <recipe> <changed values>').")] = None,
-    profile: Annotated[str | None, typer.Option(help="Free-form profile label, stored as the MLflow tag hrseg.profile.")] = None,
+    cpu_threads: Annotated[int, typer.Option(help="CPU intra-op threads (0: all cores); the pipeline pins 2 so results reproduce.")] = 0,
+    cpu_isa: Annotated[str, typer.Option(help="CPU kernel instruction set: native, avx2, avx512 or default (the pipeline pins avx2).")] = "native",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Train RECIPE and write checkpoint.pth, best.pth, final.pth, metrics.json and log.csv to --out.
 
     Several GPUs: torchrun --standalone --nproc-per-node=4 -m hrseg.cli train RECIPE ...
     (batch size is per process; the schedule uses the real number of processes)."""
-    from hrseg.engine.train import train
-    from hrseg.recipe import load_recipe
-
     setup_logging(verbose)
     with user_errors():
-        resolved = load_recipe(recipe, overrides or [])
+        pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
+        resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root")
         train(
-            resolved,
-            out or Path("models") / resolved.name,
+            resolved.recipe,
+            out or Path("models") / resolved.recipe.name,
             resume=resume,
             device=device,
             tracking=track,
             tracking_uri=tracking_uri,
-            run_name=run_name,
+            run_name=run_name or resolved.run_name("train"),
             profile=profile,
         )

@@ -583,9 +583,10 @@ def prepare_custom(
     ``<out>/summary.json`` with per-class pixel counts and frequencies of the train split and,
     with ``class_weights`` (``inverse`` or ``median``), the class weights. Every problem is
     reported at once (``DatasetCheckError``); nothing is written then."""
-    from hrseg.data.prepare import parallel_map
+    from hrseg.data.prepare import check_output_folder, parallel_map
 
     root, out = Path(root), Path(out)
+    check_output_folder(out)
     if class_weights is not None and class_weights not in WEIGHT_METHODS:
         raise DatasetError(f"unknown class-weight method {class_weights!r}; expected one of {', '.join(WEIGHT_METHODS)}")
     if not root.is_dir():

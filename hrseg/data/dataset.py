@@ -10,6 +10,7 @@ workers keep the epoch they were started with, so leave persistent workers off.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,27 @@ from hrseg.data.spec import DatasetSpec
 from hrseg.data.transforms import EvalTransform, TrainTransform
 
 Transform = Callable[[np.ndarray, "np.ndarray | None", np.random.Generator], dict]
+
+_WORKER_WRAPPER = re.compile(r"Caught \w+ (in DataLoader worker process \d+)\.\nOriginal Traceback \(most recent call last\):\n")
+
+
+class SampleError(DatasetError):
+    """A sample of a list cannot be loaded (missing, truncated or undecodable file, size
+    mismatch); the message starts with ``<list>:<line>:`` and names the file.
+
+    Raised in a DataLoader worker, torch re-raises it in the main process as
+    ``SampleError("Caught SampleError in DataLoader worker process N. Original Traceback ...")``;
+    the constructor turns that back into the original message (plus which worker), so that
+    the user reads one line, not a traceback."""
+
+    def __init__(self, message: str) -> None:
+        wrapped = _WORKER_WRAPPER.match(message)
+        if wrapped:
+            marker = f"\n{type(self).__module__}.{type(self).__qualname__}: "
+            at = message.find(marker)
+            if at >= 0:
+                message = f"{message[at + len(marker):].rstrip()} ({wrapped.group(1)})"
+        super().__init__(message)
 
 
 class SegmentationDataset(Dataset):
@@ -79,9 +101,9 @@ class SegmentationDataset(Dataset):
             image = read_image(entry.image)
             label = self._lut[read_label(entry.label)] if entry.label is not None else None
         except DatasetError as exc:
-            raise DatasetError(f"{where}: {exc}") from None
+            raise SampleError(f"{where}: {exc}") from None
         if label is not None and label.shape != image.shape[:2]:
-            raise DatasetError(
+            raise SampleError(
                 f"{where}: image {entry.image} is {image.shape[0]}x{image.shape[1]} but label {entry.label} is "
                 f"{label.shape[0]}x{label.shape[1]} (expected equal sizes)"
             )

@@ -41,19 +41,33 @@ def read_list(
         raise DatasetError(f"list file {list_file} not found (write it with `hrseg prepare DATASET --root DIR --out {list_file.parent}`)")
     label_base = list_file.parent if labels_relative_to == "list" else root
     entries = []
-    with open(list_file, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            fields = raw.split()
-            if not fields:
-                continue
-            if len(fields) > MAX_FIELDS:
-                raise DatasetError(f"{list_file}:{number}: expected 'image [label]' (at most {MAX_FIELDS} fields), got {len(fields)}: {raw.strip()!r}")
-            image = root / fields[0]
-            label = label_base / fields[1] if len(fields) > 1 else None
-            entries.append(ListEntry(image=image, label=label, name=Path(fields[0]).stem, line=number))
+    try:
+        with open(list_file, encoding="utf-8") as handle:
+            for number, raw in enumerate(handle, start=1):
+                fields = raw.split()
+                if not fields:
+                    continue
+                if len(fields) > MAX_FIELDS:
+                    raise DatasetError(f"{list_file}:{number}: expected 'image [label]' (at most {MAX_FIELDS} fields), got {len(fields)}: {raw.strip()!r}")
+                image = root / fields[0]
+                label = label_base / fields[1] if len(fields) > 1 else None
+                entries.append(ListEntry(image=image, label=label, name=Path(fields[0]).stem, line=number))
+    except UnicodeDecodeError:
+        raise DatasetError(f"{list_file}:{_first_bad_utf8_line(list_file)}: not UTF-8 text; a list file holds 'image [label]' lines") from None
+    except OSError as exc:
+        raise DatasetError(f"{list_file}: cannot read the list file ({exc.strerror or exc})") from None
     if not entries:
         raise DatasetError(f"{list_file}: empty list file (expected one 'image [label]' line per sample)")
     return entries
+
+
+def _first_bad_utf8_line(path: Path) -> int:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data[: exc.start].count(b"\n") + 1
+    return 1
 
 
 def write_list(path: str | os.PathLike, lines: Iterable[str]) -> None:

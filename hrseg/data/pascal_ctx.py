@@ -104,13 +104,61 @@ def find_voc_root(root: Path) -> Path:
     raise LayoutError(f"{root} does not look like {NAME}: no VOCdevkit/VOC2010/JPEGImages/ with {JSON_NAME}. Expected layout:\n{LAYOUT}")
 
 
+#: The largest image side a Detail record may claim (the masks are allocated from it).
+MAX_SIDE = 1 << 14
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _image_record_problem(img: object) -> str | None:
+    """What is wrong with one entry of ``images`` (None: usable)."""
+    if not isinstance(img, dict):
+        return f"is a {type(img).__name__}, expected an object"
+    missing = [k for k in ("image_id", "file_name", "height", "width", "phase") if k not in img]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not (_is_int(img["image_id"]) or isinstance(img["image_id"], str)):
+        return f"image_id {img['image_id']!r} is not a number or string"
+    name = img["file_name"]
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        return f"file_name {name!r} is not a plain file name"
+    for key in ("height", "width"):
+        if not _is_int(img[key]) or not 0 < img[key] <= MAX_SIDE:
+            return f"{key} {img[key]!r} is not a whole number of pixels in 1..{MAX_SIDE}"
+    if not isinstance(img["phase"], str):
+        return f"phase {img['phase']!r} is not a string"
+    return None
+
+
+def _annotation_problem(ann: object) -> str | None:
+    """What is wrong with one entry of ``annos_segmentation`` (None: usable)."""
+    if not isinstance(ann, dict):
+        return f"is a {type(ann).__name__}, expected an object"
+    missing = [k for k in ("image_id", "category_id", "segmentation") if k not in ann]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not (_is_int(ann["image_id"]) or isinstance(ann["image_id"], str)):
+        return f"image_id {ann['image_id']!r} is not a number or string"
+    if not _is_int(ann["category_id"]):
+        return f"category_id {ann['category_id']!r} is not a whole number"
+    if not isinstance(ann["segmentation"], dict):
+        return f"segmentation is a {type(ann['segmentation']).__name__}, expected an RLE object"
+    return None
+
+
 def load_detail(path: Path) -> DetailIndex:
     """Read and index a Detail JSON; structural problems raise, per-item ones are collected."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected the Detail JSON") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: nested too deeply to be a Detail JSON") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read ({exc.strerror})") from None
     if not isinstance(data, dict):
@@ -121,16 +169,16 @@ def load_detail(path: Path) -> DetailIndex:
     index = DetailIndex(path=path, images=[])
     known: set[int] = set()
     for i, img in enumerate(data["images"]):
-        missing = [k for k in ("image_id", "file_name", "height", "width", "phase") if k not in img]
-        if missing:
-            index.problems.append(f"{path.name}: images[{i}] lacks {', '.join(missing)}")
+        problem = _image_record_problem(img)
+        if problem:
+            index.problems.append(f"{path.name}: images[{i}] {problem}")
             continue
         index.images.append(img)
         known.add(img["image_id"])
     for i, ann in enumerate(data["annos_segmentation"]):
-        missing = [k for k in ("image_id", "category_id", "segmentation") if k not in ann]
-        if missing:
-            index.problems.append(f"{path.name}: annos_segmentation[{i}] lacks {', '.join(missing)}")
+        problem = _annotation_problem(ann)
+        if problem:
+            index.problems.append(f"{path.name}: annos_segmentation[{i}] {problem}")
         elif ann["image_id"] not in known:
             index.problems.append(f"{path.name}: annos_segmentation[{i}] refers to unknown image_id {ann['image_id']}")
         else:

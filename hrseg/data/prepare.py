@@ -123,6 +123,25 @@ def _write_lists(out: Path, layout, found: Discovery) -> dict[str, int]:
     return {name: len(entries) for name, entries in lines.items()}
 
 
+def check_output_folder(out: Path) -> None:
+    """Raise ``DatasetError`` (naming ``out`` and the fix) unless list files can be written
+    in ``out``; done before any image is decoded, and leaves nothing behind (``out`` itself
+    is created only when the lists are written)."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out}: is a file, expected a folder for the list files; pass another --out or remove the file")
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise DatasetError(f"--out {out}: {existing} is a file, so the folder cannot be created; pass another --out")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".hrseg-write-check-"):
+            pass
+    except OSError as exc:
+        where = "" if existing == out else f" (in {existing})"
+        raise DatasetError(f"--out {out}: cannot write there{where}: {exc.strerror or exc}; pass a writable --out folder") from None
+
+
 def prepare_dataset(
     name: str,
     root: str | os.PathLike,
@@ -145,6 +164,7 @@ def prepare_dataset(
         raise DatasetError(f"--classes / --class-weights are for custom datasets; {name!r} has its own classes")
     layout = get_layout(name)
     root, out = Path(root), Path(out)
+    check_output_folder(out)
     if name == pascal_ctx.NAME:
         return _prepare_pascal(root, out, workers=workers)
     found = layout.discover(root)
@@ -156,9 +176,12 @@ def prepare_dataset(
     checks: dict[str, list[PairCheck]] = {split: [] for split in found.splits}
     for (split, _), result in zip(items, results):
         checks[split].append(result)
-    counts = _write_lists(out, layout, found)
-    summary = _summary(name, found, checks, counts)
-    hio.write_json(out / SUMMARY_NAME, summary)
+    try:
+        counts = _write_lists(out, layout, found)
+        summary = _summary(name, found, checks, counts)
+        hio.write_json(out / SUMMARY_NAME, summary)
+    except OSError as exc:
+        raise DatasetError(f"--out {out}: writing the lists failed ({exc.strerror or exc}: {exc.filename or out}); free space or pass another --out") from None
     logger.info("%s: wrote %s to %s", name, ", ".join(summary["lists"]), out)
     return summary
 

@@ -387,7 +387,11 @@ def _train(
     ckpt_path = out / CHECKPOINT
     ckpt = None
     if resume and ckpt_path.is_file():
-        ckpt = read_checkpoint(ckpt_path)
+        ckpt = read_checkpoint(
+            ckpt_path,
+            corrupt_hint="it is this run's resume state (hrseg train --resume) and it is truncated or corrupt; "
+            "start afresh with --no-resume (it is then overwritten) or train into another --out",
+        )
         check_resumable(ckpt, recipe.to_dict(), info.world_size, str(ckpt_path))
         log.info("resuming from %s (epoch %d, iteration %d of the epoch)", ckpt_path, ckpt["position"]["epoch"] + 1, ckpt["position"]["step"])
     elif not resume and ckpt_path.is_file():

@@ -5,7 +5,7 @@ the caller's overrides, build and strictly load the model, shard the split over 
 ``torchrun`` ranks, run ``multi_scale_predict`` + ``finalize_prediction`` on every image,
 sum the confusion matrices over ranks, then (rank 0) write
 
-``metrics.json``           summary scalars for DVC: miou, miou_nan, pixel_acc, mean_acc,
+``metrics.json``           summary scalars for DVC: miou, miou_nan, miou_gt, pixel_acc, mean_acc,
                            num_images, scales, flip (unlabelled splits: the last three);
 ``per_class.csv``          class, iou, acc, gt_pixels, pred_pixels;
 ``confusion_matrix.png``   row-normalised confusion matrix;
@@ -255,7 +255,7 @@ def summary_metrics(result: dict[str, Any] | None, num_images: int, recipe: Reci
     """The ``metrics.json`` content (NaN as None; values rounded to ``digits`` when given)."""
     summary: dict[str, Any] = {}
     if result is not None:
-        for key in ("miou", "miou_nan", "pixel_acc", "mean_acc"):
+        for key in ("miou", "miou_nan", "miou_gt", "pixel_acc", "mean_acc"):
             value = float(result[key])
             summary[key] = None if math.isnan(value) else (round(value, digits) if digits is not None else value)
     summary.update(num_images=int(num_images), scales=[float(s) for s in recipe.eval.scales], flip=bool(recipe.eval.flip))
@@ -454,6 +454,7 @@ def _start_tracking(
     """An MLflow run for this evaluation (rank 0; disabled tracker elsewhere or when off)."""
     from hrseg.tracking import (
         disabled_tracker,
+        find_run_by_tag,
         params_from_dict,
         recorded_run_id,
         sha256_file,
@@ -477,9 +478,15 @@ def _start_tracking(
         "torch": torch.__version__,
     }
     tags.update({str(k): str(v) for k, v in extra_tags.items()})
-    train_run = train_run_id or loaded.checkpoint_meta.get("mlflow_run_id") or recorded_run_id(loaded.checkpoint.parent)
+    checkpoint_sha = sha256_file(loaded.checkpoint)
+    train_run = (
+        train_run_id
+        or loaded.checkpoint_meta.get("mlflow_run_id")
+        or recorded_run_id(loaded.checkpoint.parent)
+        or find_run_by_tag("checkpoint.final.sha256", checkpoint_sha, uri)  # a copy of a training run's final.pth
+    )
     if train_run:
         tags["hrseg.train_run_id"] = str(train_run)
     params = params_from_dict(recipe.to_dict())
-    params.update({"checkpoint.path": str(loaded.checkpoint.resolve()), "checkpoint.sha256": sha256_file(loaded.checkpoint), "eval.num_images": str(split_len)})
+    params.update({"checkpoint.path": str(loaded.checkpoint.resolve()), "checkpoint.sha256": checkpoint_sha, "eval.num_images": str(split_len)})
     return start_tracking(f"hrseg/{recipe.data.dataset}", name, tags=tags, params=params, uri=uri, enabled=True)

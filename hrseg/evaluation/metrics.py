@@ -10,6 +10,8 @@
   ground truth and the prediction counts as IoU 0);
 - ``miou_nan``: the mean over classes present in the ground truth or the prediction (the
   "nan-mean" most other tools report; NaN when no class is present);
+- ``miou_gt``: the mean over classes present in the ground truth (what a small evaluation
+  set that lacks most classes can say; NaN when no labelled pixel was counted);
 - ``pixel_acc = sum(TP) / sum(GT)`` and ``mean_acc = mean(TP_c / max(1, GT_c))``.
 
 Under ``torchrun`` every rank counts its own images and ``all_reduce()`` sums the
@@ -119,10 +121,12 @@ class ConfusionMatrix:
         iou = tp / union.clamp(min=1.0)
         acc = tp / gt.clamp(min=1.0)
         present = union > 0
+        in_gt = gt > 0
         total = float(gt.sum())
         return {
             "miou": float(iou.mean()),
             "miou_nan": float(iou[present].mean()) if bool(present.any()) else math.nan,
+            "miou_gt": float(iou[in_gt].mean()) if bool(in_gt.any()) else math.nan,
             "pixel_acc": float(tp.sum()) / total if total > 0 else 0.0,
             "mean_acc": float(acc.mean()),
             "iou": [float(v) for v in iou],

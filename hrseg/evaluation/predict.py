@@ -10,6 +10,12 @@ sub-folders are mirrored):
                           palette;
 ``overlays/<name>.png``   the prediction blended over the image.
 
+``<name>`` is the input's path below the folder without its suffix (``a/x.jpg`` -> ``a/x``).
+When several inputs of one folder share a stem (``x.png`` and ``x.jpg``), each of them keeps
+its suffix instead (``x.png.png``, ``x.jpg.png``), so every input gets its own output; should
+that still collide with another input's name, ``-2``, ``-3``, ... is appended in sorted order
+(``output_names``).
+
 Where the settings come from, in order: ``recipe`` (model, dataset and eval sizing); else the
 recipe stored in an hrseg training checkpoint; else ``dataset`` (sizing from
 ``DEFAULT_EVAL_SIZES``, model architecture read or inferred from the checkpoint).
@@ -83,6 +89,28 @@ def find_images(path: str | os.PathLike) -> tuple[Path, list[Path]]:
     raise PredictError(f"{path}: no such image file or folder")
 
 
+def output_names(base: Path, files: Sequence[Path]) -> dict[Path, Path]:
+    """The output name (relative, ``.png``) of every input; distinct for distinct inputs (see
+    the module docstring for the rule)."""
+    relative = {f: f.relative_to(base) for f in files}
+    stems: dict[Path, int] = {}
+    for rel in relative.values():
+        stems[rel.with_suffix("")] = stems.get(rel.with_suffix(""), 0) + 1
+    names: dict[Path, Path] = {}
+    taken: set[Path] = set()
+    for source in sorted(files):
+        rel = relative[source]
+        stem = rel.with_suffix("")
+        name = Path(f"{stem}.png") if stems[stem] == 1 else Path(f"{rel}.png")
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = name.with_name(f"{name.stem}-{n}.png")
+        taken.add(candidate)
+        names[source] = candidate
+    return names
+
+
 def resolve_recipe(
     checkpoint: str | os.PathLike,
     *,
@@ -147,7 +175,8 @@ class _ImageFiles(Dataset):
             image = read_image(path)
             sample = self.transform(image, None)
         except Exception as exc:  # noqa: BLE001 - decoding errors of any kind: report and go on
-            return {"index": index, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, HrsegError) else str(exc)}
+            message = str(exc).removeprefix(f"{path}: ") if isinstance(exc, HrsegError) else f"{type(exc).__name__}: {exc}"
+            return {"index": index, "error": message}
         sample["index"] = index
         sample["bgr"] = image
         return sample
@@ -180,6 +209,7 @@ def predict(
     from hrseg.evaluation.visualize import overlay, save_label_png, save_png
 
     base, files = find_images(inputs)
+    names = output_names(base, files)
     out = Path(out_dir)
     recipe = with_protocol(resolve_recipe(checkpoint, recipe=recipe, dataset=dataset, align_corners=align_corners), scales=scales, flip=flip, batch_size=batch_size)
     spec = get_spec(recipe.data.dataset, recipe.data.classes)
@@ -195,7 +225,7 @@ def predict(
     report = PredictReport()
     for sample in progress(loader, len(files), "predict"):
         source = files[sample["index"]]
-        name = source.relative_to(base).with_suffix(".png")
+        name = names[source]
         if "error" in sample:
             log.warning("skipped %s: %s", source, sample["error"])
             report.failed.append((source, sample["error"]))

@@ -15,6 +15,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
+from hrseg.config import bounded
 from hrseg.errors import HrsegError
 from hrseg.models.heads import SpatialGather, SpatialOCR, make_fcn_head
 from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, NormLayer
@@ -183,12 +184,12 @@ class ModelConfig:
 
     backbone: str = "hrnetv2_w48"
     head: HeadName = "ocr"
-    num_classes: int = 19
+    num_classes: int = bounded(19, ge=1)
     align_corners: bool = True
-    bn_momentum: float = 0.1
-    ocr_mid_channels: int = 512
-    ocr_key_channels: int = 256
-    ocr_dropout: float = 0.05
+    bn_momentum: float = bounded(0.1, ge=0, le=1)
+    ocr_mid_channels: int = bounded(512, ge=1)
+    ocr_key_channels: int = bounded(256, ge=1)
+    ocr_dropout: float = bounded(0.05, ge=0, lt=1)
     # initialisation when no checkpoint is loaded: "official" (conv N(0, 0.001^2), meant to be
     # overwritten by ImageNet weights) or "kaiming" (for training from scratch)
     init: InitName = "official"

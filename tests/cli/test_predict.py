@@ -62,3 +62,22 @@ def test_predict_single_image_and_bad_options(setup, tmp_path):
     assert bad.exit_code == 1 and "--set needs --recipe" in bad.output
     missing = CliRunner().invoke(app, ["predict", str(base / "nope.jpg"), "--checkpoint", str(base / "tiny.pth"), "--out", str(tmp_path)])
     assert missing.exit_code == 1 and "nope.jpg" in missing.output
+
+
+def test_same_stem_inputs_and_a_truncated_jpeg(setup, tmp_path):
+    """x.png and x.jpg get one output each; a half JPEG is reported by name and skipped (exit 2)."""
+    base, images = setup
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(images[0], inputs / "x.jpg")
+    Image.open(images[1]).save(inputs / "x.png")
+    data = images[0].read_bytes()
+    (inputs / "half.jpg").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", str(inputs), "--checkpoint", str(base / "tiny.pth"), "--out", str(out), "--workers", "0", "--no-overlays"])
+    assert result.exit_code == 2, result.output
+    assert "2 prediction(s)" in result.output and "1 image(s) failed" in result.output
+    assert "half.jpg: " in result.output and "truncated JPEG" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["x.jpg.png", "x.png.png"]
+    assert Image.open(out / "x.jpg.png").size == Image.open(images[0]).size
+    assert Image.open(out / "x.png.png").size == Image.open(images[1]).size

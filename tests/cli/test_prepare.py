@@ -34,3 +34,26 @@ def test_prepare_unknown_dataset_and_layout(tmp_path):
     assert result.exit_code == 1 and "unknown dataset 'mapillary'" in result.output
     result = CliRunner().invoke(hrseg.cli.app, ["prepare", "cocostuff", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "does not look like cocostuff" in result.output and "{train,val}/image/<name>.jpg" in result.output
+
+
+def test_prepare_out_that_cannot_be_written_is_one_message(tmp_path, monkeypatch):
+    """--out naming a file, a folder below a file, or an unwritable folder: exit 1, a message that
+    names the path and the fix, no traceback; checked before any image is decoded."""
+    import hrseg.data.prepare as prepare
+
+    root = tmp_path / "synth" / "lip"
+    generate_synthetic(tmp_path / "synth", datasets=["lip"])
+    (tmp_path / "afile").write_text("x")
+    decoded = []
+    monkeypatch.setattr(prepare, "check_pair", lambda *a, **k: decoded.append(1))
+    cases = {
+        str(tmp_path / "afile"): "is a file, expected a folder for the list files",
+        str(tmp_path / "afile" / "sub"): "is a file, so the folder cannot be created",
+        "/proc/hrseg-lists": "cannot write there (in /proc)",
+    }
+    for out, expected in cases.items():
+        result = CliRunner().invoke(hrseg.cli.app, ["prepare", "lip", "--root", str(root), "--out", out])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith(f"error: --out {out}: ") and expected in result.output, result.output
+        assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert not decoded

@@ -1,5 +1,5 @@
 """Fixtures for the engine tests: the synthetic Cityscapes copy (``hrseg.data.synth`` +
-``hrseg prepare``) and a tiny recipe on top of ``params/cityscapes_ocr.yaml``."""
+``hrseg prepare``) and a tiny recipe on top of ``params/full/cityscapes_ocr.yaml``."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def tiny_recipe(synth_cityscapes):
     from hrseg.recipe import load_recipe
 
     def make(**extra):
-        return load_recipe(REPO / "params" / "cityscapes_ocr.yaml", tiny_overrides(*synth_cityscapes, **extra))
+        return load_recipe(REPO / "params" / "full" / "cityscapes_ocr.yaml", tiny_overrides(*synth_cityscapes, **extra))
 
     return make
 

@@ -1,4 +1,4 @@
-"""params/*.yaml: every official experiment, loaded into typed configs, with official.md
+"""params/full/*.yaml: every official experiment, loaded into typed configs, with official.md
 section 6 values (iterations computed for the official 4 processes)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hrseg.config import ConfigError
 from hrseg.engine.schedule import build_schedule
 from hrseg.recipe import load_recipe
 
-PARAMS = Path(__file__).resolve().parents[2] / "params"
+PARAMS = Path(__file__).resolve().parents[2] / "params" / "full"
 
 # name: (head, align_corners, crop, base, scale_factor, batch/process, epochs, lr, wd, head keywords, ohem, iterations)
 OFFICIAL = {
@@ -73,8 +73,8 @@ def test_cityscapes_class_weights_are_the_official_ones():
 def test_recipe_errors_name_the_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  loss:\n    use_ohem: 1\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: train\.loss\.use_ohem: expected true or false, got 1 \(int\)"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml:3: train\.loss\.use_ohem: expected true or false, got 1 \(int\)"):
         load_recipe(bad)
     bad.write_text("train:\n  warmup: 10\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key train\.warmup"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml:2: unknown key train\.warmup"):
         load_recipe(bad)

@@ -13,7 +13,7 @@ from hrseg.data.image_io import read_image
 from hrseg.data.transforms import EvalTransform
 from hrseg.errors import HrsegError
 from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
-from hrseg.evaluation.predict import find_images, predict, resolve_recipe
+from hrseg.evaluation.predict import find_images, output_names, predict, resolve_recipe
 
 
 @pytest.fixture()
@@ -80,3 +80,19 @@ def test_find_images(folder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HrsegError, match="no images found"):
         find_images(tmp_path / "empty")
+
+
+def test_output_names_are_distinct_and_predictable(tmp_path):
+    base = tmp_path
+    files = [base / n for n in ("x.png", "x.jpg", "y.jpg", "sub/x.png", "x.jpg.png", "z.JPG", "z.jpeg")]
+    names = {f.relative_to(base).as_posix(): n.as_posix() for f, n in output_names(base, files).items()}
+    assert names == {
+        "x.jpg": "x.jpg.png",  # x.png and x.jpg share a stem: both keep their suffix
+        "x.jpg.png": "x.jpg-2.png",  # sorted after x.jpg, whose name it would take
+        "x.png": "x.png.png",
+        "y.jpg": "y.png",
+        "sub/x.png": "sub/x.png",  # another folder: no clash
+        "z.JPG": "z.JPG.png",
+        "z.jpeg": "z.jpeg.png",
+    }
+    assert len(set(names.values())) == len(files)
