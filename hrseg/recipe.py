@@ -59,6 +59,7 @@ class DataConfig:
     random_flip: bool = True
     num_workers: int = bounded(4, ge=0)
     val_num_samples: int | None = bounded(None, ge=1)  # official TEST.NUM_SAMPLES: validate on the first N only
+    classes: Path | None = None  # dataset custom: its classes.yaml (default <root>/classes.yaml)
 
 
 @dataclass(frozen=True)
@@ -317,12 +318,13 @@ def resolve_recipe(
             sources[key] = "default (data/<folder>)"
     recipe = from_dict(Recipe, apply_overrides(data, updates), source=f"{path} with overrides", where=where)
     _check_names(recipe, f"{path} with overrides", where)
+    recipe = _post_validate(recipe, "model.num_classes" in lines or "model.num_classes" in updates, f"{path} with overrides")
     return ResolvedRecipe(recipe, path, sources)
 
 
 def _check_names(recipe: Recipe, source: str, where) -> None:
     """Names that must be known: backbone and dataset (the error lists the valid ones)."""
-    checks = (("model.backbone", recipe.model.backbone, HRNET_CONFIGS), ("data.dataset", recipe.data.dataset, DATASETS))
+    checks = (("model.backbone", recipe.model.backbone, HRNET_CONFIGS), ("data.dataset", recipe.data.dataset, (*DATASETS, "custom")))
     for key, value, valid in checks:
         if value not in valid:
             close = difflib.get_close_matches(value, list(valid), n=1)
@@ -336,8 +338,19 @@ def recipe_from_dict(data: dict, overrides: Iterable[str] | dict[str, Any] = (),
     recipe = from_dict(Recipe, data, source=source)
     overrides = dict(overrides) if isinstance(overrides, dict) else list(overrides)
     if overrides:
-        recipe = from_dict(Recipe, apply_overrides(data, overrides), source=f"{source or 'recipe'} with overrides")
-    return with_default_paths(recipe)
+        data, source = apply_overrides(data, overrides), f"{source or 'recipe'} with overrides"
+        recipe = from_dict(Recipe, data, source=source)
+    return _post_validate(with_default_paths(recipe), "num_classes" in (data.get("model") or {}), source)
+
+
+def _post_validate(recipe: Recipe, num_classes_given: bool, source: str | None) -> Recipe:
+    """Checks across sections: a custom dataset's ``model.num_classes`` comes from (and must
+    agree with) its classes file (``hrseg.data.custom.complete_recipe``)."""
+    if recipe.data.dataset == "custom" or recipe.data.classes is not None:
+        from hrseg.data.custom import complete_recipe
+
+        return complete_recipe(recipe, num_classes_given=num_classes_given, source=source)
+    return recipe
 
 
 def with_default_paths(recipe: Recipe) -> Recipe:

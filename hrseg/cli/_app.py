@@ -174,7 +174,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except HrsegError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        from rich.markup import escape  # messages quote lists like [background, crack]: not markup
+
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

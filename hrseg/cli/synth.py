@@ -16,7 +16,7 @@ def synth_cli(
     seed: Annotated[int, typer.Option(help="Random seed (same seed = byte-identical files).")] = 0,
     datasets: Annotated[
         list[str] | None,
-        typer.Option("--datasets", "-d", help="Datasets to write (repeat or comma-separate): cityscapes, lip, pascal_ctx, cocostuff, ade20k. Default: all."),
+        typer.Option("--datasets", "-d", help="Datasets to write (repeat or comma-separate): cityscapes, lip, pascal_ctx, cocostuff, ade20k, custom, custom_rgb. Default: all."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:

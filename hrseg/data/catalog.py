@@ -1,11 +1,13 @@
 """The dataset catalogue: ``DATASETS`` (specs by name) and ``LAYOUTS`` (on-disk readers used by
-``hrseg prepare``, by dataset name)."""
+``hrseg prepare``, by dataset name), plus ``custom``: your own dataset, whose spec comes from
+its classes file (``get_spec("custom", classes)``; see ``hrseg.data.custom``)."""
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType, ModuleType
 
-from hrseg.data import ade20k, cityscapes, cocostuff, lip, pascal_ctx
+from hrseg.data import ade20k, cityscapes, cocostuff, custom, lip, pascal_ctx
 from hrseg.data.errors import DatasetError
 from hrseg.data.spec import DatasetSpec
 
@@ -26,12 +28,21 @@ LAYOUTS: MappingProxyType[str, ModuleType] = MappingProxyType(
 )
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The spec called ``name``; an unknown name raises ``DatasetError`` listing the valid ones."""
+#: the dataset described by a classes file instead of a table here
+CUSTOM = custom.NAME
+
+
+def get_spec(name: str, classes: str | os.PathLike | None = None) -> DatasetSpec:
+    """The spec called ``name``; for ``custom`` the one read from the classes file ``classes``.
+    An unknown name raises ``DatasetError`` listing the valid ones."""
+    if name == CUSTOM:
+        if classes is None:
+            raise DatasetError(f"dataset {CUSTOM!r} is described by its classes file: set data.classes in the recipe (default <data.root>/classes.yaml); hrseg predict: pass --recipe")
+        return custom.custom_spec(classes)
     try:
         return DATASETS[name]
     except KeyError:
-        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}") from None
+        raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join([*DATASETS, CUSTOM])}") from None
 
 
 def get_layout(name: str) -> ModuleType:
@@ -40,4 +51,4 @@ def get_layout(name: str) -> ModuleType:
         return LAYOUTS[name]
     except KeyError:
         hint = " (pascal_ctx lists serve both pascal_ctx and pascal_ctx60)" if name == "pascal_ctx60" else ""
-        raise DatasetError(f"unknown dataset {name!r} for prepare; expected one of {', '.join(LAYOUTS)}{hint}") from None
+        raise DatasetError(f"unknown dataset {name!r} for prepare; expected one of {', '.join([*LAYOUTS, CUSTOM])}{hint}") from None

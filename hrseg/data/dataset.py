@@ -126,7 +126,7 @@ def build_dataset(data_cfg, split: str, *, train: bool, seed: int = 0, eval_cfg=
     flip. ``train=False``: validation sizing with ``eval_cfg`` crop/base size (``data_cfg``'s
     when ``eval_cfg`` is None). ``num_samples`` keeps the first N entries (official
     TEST.NUM_SAMPLES; callers pass ``data_cfg.val_num_samples`` for per-epoch validation)."""
-    spec = get_spec(data_cfg.dataset)
+    spec = get_spec(data_cfg.dataset, data_cfg.classes)
     if train:
         transform = TrainTransform.from_spec(
             spec, crop_size=data_cfg.crop_size, base_size=data_cfg.base_size, scale_factor=data_cfg.scale_factor, flip=data_cfg.random_flip

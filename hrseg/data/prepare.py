@@ -142,11 +142,26 @@ def check_output_folder(out: Path) -> None:
         raise DatasetError(f"--out {out}: cannot write there{where}: {exc.strerror or exc}; pass a writable --out folder") from None
 
 
-def prepare_dataset(name: str, root: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None) -> dict:
+def prepare_dataset(
+    name: str,
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    classes: str | os.PathLike | None = None,
+    class_weights: str | None = None,
+) -> dict:
     """Verify dataset ``name`` at ``root``; write ``<out>/<split>.lst`` and ``<out>/summary.json``.
 
     Returns the summary. Raises ``LayoutError`` when ``root`` does not look like the dataset,
-    ``DatasetCheckError`` listing every problem (nothing is written then)."""
+    ``DatasetCheckError`` listing every problem (nothing is written then). ``classes`` and
+    ``class_weights`` are for ``custom`` (``hrseg.data.custom.prepare_custom``)."""
+    if name == "custom":
+        from hrseg.data.custom import prepare_custom
+
+        return prepare_custom(root, out, classes=classes, class_weights=class_weights, workers=workers)
+    if classes is not None or class_weights is not None:
+        raise DatasetError(f"--classes / --class-weights are for custom datasets; {name!r} has its own classes")
     layout = get_layout(name)
     root, out = Path(root), Path(out)
     check_output_folder(out)

@@ -2,7 +2,9 @@
 
 ``generate_synthetic(out, seed=0)`` writes ``out/<dataset>/`` for cityscapes, lip, pascal_ctx,
 cocostuff and ade20k, so the real layout readers, ``hrseg prepare`` and the training pipeline
-run on them unchanged. Everything is a pure function of the seed (byte-identical files).
+run on them unchanged, plus two custom-format datasets (``hrseg.data.custom``): ``custom``
+(6 classes, id masks with arbitrary raw ids, nested folders, mixed .jpg/.png images) and
+``custom_rgb`` (the same classes as colour masks). Everything is a pure function of the seed (byte-identical files).
 
 Content: every class has its own colour and texture, shapes are plausible for the dataset
 (street scenes, people, generic stuff bands + objects), with mild illumination change and
@@ -36,7 +38,7 @@ from hrseg.data.scenes import Canvas, make_appearances, render
 
 logger = logging.getLogger(__name__)
 
-SYNTH_DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k")
+SYNTH_DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k", "custom", "custom_rgb")
 _KEYS = MappingProxyType({name: i for i, name in enumerate(SYNTH_DATASETS)})
 JPEG_QUALITY = 90
 PNG_COMPRESSION = 9
@@ -370,9 +372,95 @@ def write_ade20k(root: Path, seed: int) -> _Writer:
     return _write_generic(root, seed, "ade20k", classes=list(range(1, 151)), fill=0, per_image=10, names=names)
 
 
+CUSTOM_NAMES = ("background", "road", "building", "tree", "car", "person")
+CUSTOM_RAW = (0, 10, 20, 30, 40, 50)  # raw ids of the id-mask variant (mapped in classes.yaml)
+CUSTOM_PALETTE = ((0, 0, 0), (128, 64, 128), (70, 70, 70), (107, 142, 35), (0, 0, 142), (220, 20, 60))
+CUSTOM_IGNORE_COLOUR = (255, 255, 255)
+
+
+def _yaml_list(values: Iterable) -> str:
+    return "[" + ", ".join(str(list(v)) if isinstance(v, tuple) else str(v) for v in values) + "]"
+
+
+def write_custom_dataset(
+    root: Path,
+    rng_of: Callable[..., np.random.Generator],
+    *,
+    names: Sequence[str],
+    masks: str = "id",
+    raw: Sequence[int] | None = None,
+    palette: Sequence[tuple[int, int, int]] | None = None,
+    ignore: int | tuple[int, int, int] | None = 255,
+    counts: tuple[int, int, int] = (16, 6, 2),
+    size: tuple[int, int] = (96, 144),
+    blobs_per_object: int = 1,
+) -> _Writer:
+    """A dataset in the custom layout: ``classes.yaml``, ``images/{train,val,test}/site_<k>/``
+    (alternating .jpg and .png) and ``labels/{train,val}/site_<k>/*.png``.
+
+    The first half of the classes are wavy bands, the rest objects on top (each image shows
+    every class, each object class in ``blobs_per_object`` shapes); a third of the images
+    have a small region of ``ignore``. ``masks="id"``
+    stores ``raw[class]`` (identity without ``raw``), ``"rgb"`` stores ``palette[class]``."""
+    write = _Writer(root)
+    k = len(names)
+    raw = list(raw) if raw is not None else list(range(k))
+    palette = list(palette) if palette is not None else None
+    lines = [f"# hrseg synth: {k} classes, {masks} masks", f"names: {_yaml_list(names)}"]
+    if palette is not None:
+        lines.append(f"palette: {_yaml_list(palette)}")
+    lines.append(f"masks: {masks}")
+    lines.append(f"ignore: {_yaml_list(ignore) if isinstance(ignore, tuple) else ('[]' if ignore is None else ignore)}")
+    if masks == "id" and raw != list(range(k)):
+        lines.append("mapping: {" + ", ".join(f"{v}: {n}" for v, n in zip(raw, names)) + "}")
+    write("classes.yaml", ("\n".join(lines) + "\n").encode())
+    stuff, objects = list(range(max(1, k // 2))), list(range(max(1, k // 2), k)) * blobs_per_object
+    looks = make_appearances(list(range(k)) + [255], rng_of())
+    i = 0
+    for split_no, (split, count) in enumerate(zip(("train", "val", "test"), counts)):
+        for j in range(count):
+            rng = rng_of(split_no, i)
+            height, width = _size(rng, *size)
+            bands = [stuff[(i + b) % len(stuff)] for b in range(len(stuff))]
+            canvas = generic_scene(rng, height, width, bands, objects, fill=bands[0])
+            if i % 3 == 1 and ignore is not None:
+                canvas.blob(255, rng, rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height, 0.15 * min(height, width))
+            index = canvas.label
+            stem = f"site_{j % 2}/{split}_{j:04d}"
+            ext = ".jpg" if j % 2 == 0 else ".png"
+            rgb = render(index, looks, rng)
+            write(f"images/{split}/{stem}{ext}", _jpg(rgb) if ext == ".jpg" else _png(rgb[:, :, ::-1]))
+            if split != "test":
+                if masks == "rgb":
+                    colours = np.array(list(palette) + [CUSTOM_IGNORE_COLOUR if ignore is None else ignore] * (256 - k), dtype=np.uint8)
+                    write(f"labels/{split}/{stem}.png", _png(colours[index][:, :, ::-1]))
+                else:
+                    table = np.full(256, 255 if ignore is None else ignore, dtype=np.uint8)
+                    table[:k] = raw
+                    write(f"labels/{split}/{stem}.png", _png(table[index]))
+            i += 1
+    return write
+
+
+def write_custom(root: Path, seed: int) -> _Writer:
+    """6 classes as id masks holding the raw ids 0, 10, ..., 50 (a mapping in classes.yaml),
+    ignore 255."""
+    return write_custom_dataset(root, lambda *p: _rng(seed, "custom", *p), names=CUSTOM_NAMES, raw=CUSTOM_RAW, palette=CUSTOM_PALETTE)
+
+
+def write_custom_rgb(root: Path, seed: int) -> _Writer:
+    """The same 6 classes as colour masks (the palette), ignore white."""
+    return write_custom_dataset(
+        root, lambda *p: _rng(seed, "custom_rgb", *p), names=CUSTOM_NAMES, masks="rgb", palette=CUSTOM_PALETTE, ignore=CUSTOM_IGNORE_COLOUR,
+    )  # fmt: skip
+
+
 WRITERS: MappingProxyType[str, Callable[[Path, int], _Writer]] = MappingProxyType(
-    {"cityscapes": write_cityscapes, "lip": write_lip, "pascal_ctx": write_pascal_ctx, "cocostuff": write_cocostuff, "ade20k": write_ade20k}
-)
+    {
+        "cityscapes": write_cityscapes, "lip": write_lip, "pascal_ctx": write_pascal_ctx, "cocostuff": write_cocostuff, "ade20k": write_ade20k,
+        "custom": write_custom, "custom_rgb": write_custom_rgb,
+    }
+)  # fmt: skip
 
 
 def generate_synthetic(out: str | os.PathLike, *, seed: int = 0, datasets: Iterable[str] | None = None) -> dict[str, dict]:

@@ -76,7 +76,7 @@ class NonFiniteLossError(HrsegError):
 def dataset_spec(recipe: Recipe) -> Any:
     from hrseg.data import get_spec
 
-    return get_spec(recipe.data.dataset)
+    return get_spec(recipe.data.dataset, recipe.data.classes)
 
 
 def check_recipe(recipe: Recipe, info: DistInfo, num_classes: int) -> None:

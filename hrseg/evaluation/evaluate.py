@@ -346,7 +346,7 @@ def _evaluate(
         save_png,
     )
 
-    spec = get_spec(recipe.data.dataset)
+    spec = get_spec(recipe.data.dataset, recipe.data.classes)
     if spec.num_classes != recipe.model.num_classes:
         raise EvaluationError(
             f"recipe {recipe.name!r}: model.num_classes={recipe.model.num_classes} but dataset {spec.name!r} has {spec.num_classes} classes"

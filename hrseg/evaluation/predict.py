@@ -212,7 +212,7 @@ def predict(
     names = output_names(base, files)
     out = Path(out_dir)
     recipe = with_protocol(resolve_recipe(checkpoint, recipe=recipe, dataset=dataset, align_corners=align_corners), scales=scales, flip=flip, batch_size=batch_size)
-    spec = get_spec(recipe.data.dataset)
+    spec = get_spec(recipe.data.dataset, recipe.data.classes)
     ev = recipe.eval
     dev = select_device(device)
     loaded = load_model(recipe, checkpoint, dev, path=path)
