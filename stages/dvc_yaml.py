@@ -21,7 +21,7 @@ from common import pipeline_rows  # noqa: E402
 
 from hrseg.recipe import EVAL_KEYS, TRAIN_KEYS, dataset_folder, resolve_recipe  # noqa: E402
 
-DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k")
+DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k", "custom")
 PROFILES = ("embedded", "full")
 #: library code whose changes change what a stage computes
 CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/checkpoint.py", "hrseg/io.py", "hrseg/runtime.py"]
