@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 import bench_data  # noqa: E402
 import bench_eval  # noqa: E402
 import bench_model  # noqa: E402
+import gpu_check  # noqa: E402
 
 from hrseg import io  # noqa: E402
 
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         "data_loading": bench_data.run(quick=args.quick),
     }
     name = "results_quick" if args.quick else "results"
+    old_md = args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md")
+    previous = old_md.read_text() if old_md.exists() else ""
     io.write_json(args.out_dir / "results" / f"{name}.json", results)
     text = "\n\n".join(
         [
@@ -86,7 +89,11 @@ def main(argv: list[str] | None = None) -> None:
             data_table(results["data_loading"]),
         ]
     )
-    io.write_text(args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md"), text + "\n")
+    results_md = args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md")
+    io.write_text(results_md, text + "\n")
+    if previous and gpu_check.START in previous and gpu_check.END in previous:  # keep the GPU check's section
+        section = gpu_check.START + previous.split(gpu_check.START, 1)[1].split(gpu_check.END, 1)[0] + gpu_check.END
+        gpu_check.replace_section(results_md, section)
     print(text)
 
 
