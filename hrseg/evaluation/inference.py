@@ -208,22 +208,29 @@ class _Runner:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``N x 3 x h x w`` on ``device`` -> ``N x K x h x w`` exp-logits (one forward
-        pass of ``N`` or ``2N`` inputs; callers keep ``N <= inputs_per_forward``)."""
+        pass of ``N`` or ``2N`` inputs; callers keep ``N <= inputs_per_forward``).
+
+        Memory: at most three ``N x K x h x w`` maps are alive at once (the prediction, the
+        mirrored prediction and its flipped copy); the mean and ``exp`` are taken in place,
+        which computes the same numbers as the out-of-place official expressions."""
         n = x.shape[0]
         if not self.flip:
-            logits = self._forward(x)
-        elif self.max_batch >= 2:
-            logits = self._forward(torch.cat([x, x.flip(-1)]))
+            return self._upsample(self._forward(x), x).exp_()
+        if self.max_batch >= 2:
+            both = self._forward(torch.cat([x, x.flip(-1)]))
+            low, low_mirrored = both[:n], both[n:]
         else:  # one input per forward pass, as in the official loop
-            logits = torch.cat([self._forward(x), self._forward(x.flip(-1))])
-        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
-        if not self.flip:
-            return logits.exp()
-        pred, mirrored = logits[:n], logits[n:]
-        if self.perm is not None:
-            mirrored = mirrored[:, self.perm]
-        pred = (pred + mirrored.flip(-1)) * 0.5
-        return pred.exp()
+            low, low_mirrored = self._forward(x), self._forward(x.flip(-1))
+        if self.perm is not None:  # a channel permutation commutes with the per-channel resize
+            low_mirrored = low_mirrored[:, self.perm]
+        pred = self._upsample(low, x)
+        flipped = self._upsample(low_mirrored, x).flip(-1)
+        pred.add_(flipped)
+        del flipped
+        return pred.mul_(0.5).exp_()
+
+    def _upsample(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         ctx = (
@@ -315,7 +322,11 @@ def multi_scale_predict(
             else:
                 preds = _generic_scale(run, scaled, crop_size, fill, device)
             preds = F.interpolate(preds, size=(ori_h, ori_w), mode="bilinear", align_corners=align_corners)
-            final = preds if final is None else final + preds
+            if final is None:
+                final = preds
+            else:
+                final.add_(preds)  # in place: one input-sized map for the sum, not two
+            del preds, scaled  # this scale's maps go before the next scale is run
     assert final is not None
     return final
 
@@ -328,8 +339,7 @@ def _generic_scale(run: _Runner, img: np.ndarray, crop: tuple[int, int], fill: n
         return preds[:, :, :height, :width]
     img = _pad_bottom_right(img, crop, fill)
     windows = sliding_windows(img.shape[0], img.shape[1], crop, generic_stride(crop), shift_inside=False)
-    inputs = [_pad_bottom_right(img[w.y0 : w.y1, w.x0 : w.x1], crop, fill) for w in windows]
-    preds = _accumulate(run, img.shape[:2], windows, inputs, device)
+    preds = _accumulate(run, img.shape[:2], windows, lambda w: _pad_bottom_right(img[w.y0 : w.y1, w.x0 : w.x1], crop, fill), device)
     return preds[:, :, :height, :width]
 
 
@@ -337,28 +347,29 @@ def _cityscapes_scale(run: _Runner, img: np.ndarray, scale: float, crop: tuple[i
     if scale <= 1.0:
         return run(_to_input(img, device))
     windows = sliding_windows(img.shape[0], img.shape[1], crop, crop, shift_inside=True)
-    inputs = [img[w.y0 : w.y1, w.x0 : w.x1] for w in windows]
-    return _accumulate(run, img.shape[:2], windows, inputs, device)
+    return _accumulate(run, img.shape[:2], windows, lambda w: img[w.y0 : w.y1, w.x0 : w.x1], device)
 
 
 def _accumulate(
-    run: _Runner, size: tuple[int, int], windows: list[Window], inputs: list[np.ndarray], device: torch.device
+    run: _Runner, size: tuple[int, int], windows: list[Window], window_input: Callable[[Window], np.ndarray], device: torch.device
 ) -> torch.Tensor:
     """Run the windows (a few per forward pass) and average the overlaps; window outputs are
-    added in the official row-major order."""
+    added in the official row-major order. Window inputs are cut (and padded) only when their
+    forward pass comes."""
     preds: torch.Tensor | None = None
     count = torch.zeros((1, 1, size[0], size[1]), dtype=torch.float32, device=device)
     step = run.inputs_per_forward
     for start in range(0, len(windows), step):
         chunk = windows[start : start + step]
-        outputs = run(torch.cat([_to_input(x, device) for x in inputs[start : start + step]]))
+        outputs = run(torch.cat([_to_input(window_input(w), device) for w in chunk]))
         if preds is None:
             preds = torch.zeros((1, outputs.shape[1], size[0], size[1]), dtype=torch.float32, device=device)
         for i, w in enumerate(chunk):
             preds[:, :, w.y0 : w.y1, w.x0 : w.x1] += outputs[i : i + 1, :, : w.height, : w.width]
             count[:, :, w.y0 : w.y1, w.x0 : w.x1] += 1
+        del outputs  # before the next forward pass
     assert preds is not None
-    return preds / count
+    return preds.div_(count)  # in place: the same quotients without a second scaled-size map
 
 
 def _to_input(img: np.ndarray, device: torch.device) -> torch.Tensor:
