@@ -44,6 +44,12 @@ combination of logits followed by sums of positive numbers, so an absolute logit
 ``delta`` becomes a relative score difference of at most ``delta`` (plus a few ulps): ~1e-5 for
 trained models, up to ~1e-2 for the random test network whose padded windows reach logits of
 ~77. The argmax can differ only at near-ties (tested against that bound).
+
+Memory (``benchmarks/bench_memory.py``): besides the forward pass, at most the scaled-size
+window sum of the current scale, the input-sized scale sum and three crop-sized maps in the
+flip mean are alive at once; means, ``exp``, the division by the window count and the scale
+sum are computed in place (the same numbers as the official out-of-place expressions) and
+window inputs are cut only when their forward pass comes.
 """
 
 from __future__ import annotations

@@ -247,3 +247,53 @@ def test_bad_inputs(quarter_net):
         multi_scale_predict(quarter_net, torch.zeros(3, 8, 8), crop_size=(8, 8), base_size=8, mode="slide")
     with pytest.raises(HrsegError, match="align_corners"):
         multi_scale_predict(lambda x: {"out": x}, torch.zeros(3, 8, 8), crop_size=(8, 8), base_size=8)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def _cpu_storages() -> dict[int, int]:
+    """data pointer -> bytes of every CPU tensor storage the garbage collector can see."""
+    import gc
+
+    found = {}
+    for obj in gc.get_objects():
+        if issubclass(type(obj), torch.Tensor) and obj.device.type == "cpu":  # type(): no lazy-module warnings
+            storage = obj.untyped_storage()
+            found[storage.data_ptr()] = storage.nbytes()
+    return found
+
+
+class _LiveTensorProbe:
+    """Wraps a model; at every forward pass records the bytes of the tensors alive that were
+    not alive when the probe was made (the model's weights, the caller's image, fixtures)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.align_corners = model.align_corners
+        self.num_classes = model.num_classes
+        self.before = set(_cpu_storages())
+        self.live: list[int] = []
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.live.append(sum(n for ptr, n in _cpu_storages().items() if ptr not in self.before))
+        return self.model(x)
+
+
+def test_during_a_forward_pass_only_the_sums_and_the_input_are_alive(quarter_net):
+    """Bounded memory: while the network runs on a window of the largest scale, the loop
+    keeps only that scale's window sum and count, the scale sum and the network input (the
+    previous window's output is gone, nothing is kept per scale). Measured with the code
+    before this bound was introduced: one crop-sized map more."""
+    k, (h, w) = 6, (40, 64)
+    image = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(5))
+    probe = _LiveTensorProbe(quarter_net)
+    kw = dict(mode="cityscapes", crop_size=(h, w), base_size=w, scales=(1.0, 1.75), flip=True)
+    scores = multi_scale_predict(probe, image, **kw)
+    sh, sw = scaled_size(h, w, w, 1.75)  # 70 x 112: four shifted windows
+    assert len(probe.live) == 2 + 4 * 2
+    window_sum, count, scale_sum = 4 * k * sh * sw, 4 * sh * sw, 4 * k * h * w
+    inputs = 2 * 4 * 3 * h * w + 4 * k * (h // 4) * (w // 4)  # input and its batch copy, the first pass's small logits
+    bound = window_sum + count + scale_sum + inputs
+    assert max(probe.live) <= bound, (probe.live, bound)
+    assert torch.equal(scores, multi_scale_predict(quarter_net, image, **kw))  # the probe changes nothing
