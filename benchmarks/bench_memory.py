@@ -19,7 +19,14 @@ For every inference path, in a fresh spawned process (so that nothing else is in
 
 ``ratio`` = ``tta_peak_mib / single_peak_mib`` (the goal: <= 1.5); ``extra_ratio`` is the same
 for the memory *added* above ``ready_mib``, which does not depend on the model's weights or the
-runtime and so carries over between image sizes. CPU only (resident memory); the GPU check
+runtime and so carries over between image sizes.
+
+Allocator: glibc serves allocations below its mmap threshold from the heap, and that
+threshold grows up to 32 MiB after the first large free, so at small image sizes freed maps
+stay resident (fragmentation) and the peak resident size overstates the memory in use. At
+1024x2048 every score map (19 x 1024 x 2048 floats, 152 MiB) is above any threshold and is
+returned to the system when freed. To measure small sizes the way large ones behave, the
+measuring processes run with ``MALLOC_MMAP_THRESHOLD_=1048576`` (``--mmap-threshold``). CPU only (resident memory); the GPU check
 (benchmarks/gpu_check.py) measures ``torch.cuda.max_memory_allocated``.
 """
 
@@ -30,6 +37,7 @@ import gc
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,6 +110,7 @@ def measure(backbone: str, height: int, width: int, path: str, threads: int) -> 
         "image": f"{height}x{width}",
         "path": fast.path,
         "threads": threads,
+        "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
         "ready_mib": round(ready, 1),
         "single_peak_mib": round(single_peak, 1),
         "tta_peak_mib": round(tta_peak, 1),
@@ -124,7 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paths", default="eager,folded_cl,onnx", help="comma-separated hrseg.fast paths")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=None, help="append the rows to this JSON list")
+    parser.add_argument(
+        "--mmap-threshold", type=int, default=1 << 20, help="glibc MALLOC_MMAP_THRESHOLD_ for the measuring processes (0: leave glibc's default)"
+    )
     args = parser.parse_args(argv)
+    if args.mmap_threshold:  # read by glibc when the spawned process starts
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     height, width = (int(v) for v in args.size.lower().split("x"))
     ctx = multiprocessing.get_context("spawn")

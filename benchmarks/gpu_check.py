@@ -431,13 +431,13 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_section(path: Path, section: str) -> None:
-    """Put ``section`` (which starts with START and ends with END) in place of the marked
-    section of ``path``, or append it."""
+def replace_section(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Put ``section`` (which starts with ``start`` and ends with ``end``) in place of the
+    marked section of ``path``, or append it."""
     text = path.read_text() if path.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
         text = head + section + tail
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section + "\n"

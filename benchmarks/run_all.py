@@ -27,6 +27,9 @@ import gpu_check  # noqa: E402
 
 from hrseg import io  # noqa: E402
 
+#: Sections of RESULTS.md written by gpu_check.py and by hand from bench_memory.py runs.
+KEPT_SECTIONS = ((gpu_check.START, gpu_check.END), ("<!-- memory:start -->", "<!-- memory:end -->"))
+
 
 def eval_table(rows: list[dict]) -> str:
     lines = [
@@ -91,9 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     results_md = args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md")
     io.write_text(results_md, text + "\n")
-    if previous and gpu_check.START in previous and gpu_check.END in previous:  # keep the GPU check's section
-        section = gpu_check.START + previous.split(gpu_check.START, 1)[1].split(gpu_check.END, 1)[0] + gpu_check.END
-        gpu_check.replace_section(results_md, section)
+    for start, end in KEPT_SECTIONS:  # written by other scripts: carried over unchanged
+        if start in previous and end in previous:
+            section = start + previous.split(start, 1)[1].split(end, 1)[0] + end
+            gpu_check.replace_section(results_md, section, start, end)
     print(text)
 
 
