@@ -206,11 +206,20 @@ class _Runner:
     max_batch: int
     device: torch.device
     autocast_dtype: torch.dtype | None
+    max_pixels: int | None = None  # input pixels per forward pass, mirrored copies included
 
     @property
     def inputs_per_forward(self) -> int:
         """Distinct network inputs per forward pass (their mirrored copies ride along)."""
         return max(1, self.max_batch // 2) if self.flip else self.max_batch
+
+    def inputs_per_forward_of(self, height: int, width: int) -> int:
+        """``inputs_per_forward`` for ``height x width`` inputs, capped by ``max_pixels``
+        (never below one input, with its mirror when they share a pass)."""
+        if self.max_pixels is None:
+            return self.inputs_per_forward
+        copies = 2 if (self.flip and self.max_batch >= 2) else 1
+        return max(1, min(self.inputs_per_forward, self.max_pixels // (copies * height * width)))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``N x 3 x h x w`` on ``device`` -> ``N x K x h x w`` exp-logits (one forward
@@ -271,6 +280,7 @@ def multi_scale_predict(
     device: str | torch.device | None = None,
     max_batch: int = 1,
     autocast_dtype: torch.dtype | None = None,
+    max_pixels_per_forward: int | None = None,
 ) -> torch.Tensor:
     """Sum over ``scales`` of ``exp`` of flip-averaged logits, at the input size.
 
@@ -281,7 +291,9 @@ def multi_scale_predict(
     needed for the LIP channel swap) to ``model.num_classes`` or the output's channel count.
     ``mean``/``std`` give the pad value ``-mean/std``. ``max_batch`` bounds the number of
     network inputs per forward pass, mirrored copies included (1 = official one-by-one,
-    bit-identical to the reference loop).
+    bit-identical to the reference loop). ``max_pixels_per_forward`` is a memory budget for
+    ``max_batch >= 2``: windows share a forward pass only while their input pixels (mirrored
+    copies included) stay within it; a pass always takes at least one input.
     Returns a float32 ``1 x K x H x W`` tensor on ``device`` (default: the model's device,
     else the image's).
     """
@@ -293,6 +305,8 @@ def multi_scale_predict(
         raise InferenceError(f"test scales must be positive, got {list(scales)}")
     if max_batch < 1:
         raise InferenceError(f"max_batch must be at least 1, got {max_batch}")
+    if max_pixels_per_forward is not None and max_pixels_per_forward < 1:
+        raise InferenceError(f"max_pixels_per_forward must be at least 1, got {max_pixels_per_forward}")
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     if align_corners is None:
         if not hasattr(model, "align_corners"):
@@ -310,7 +324,7 @@ def multi_scale_predict(
 
     def runner_for(k: int | None) -> _Runner:
         perm = flip_permutation(k, flip_pairs) if (flip and flip_pairs and k is not None) else None
-        return _Runner(model, align_corners, flip, perm, max_batch, device, autocast_dtype)
+        return _Runner(model, align_corners, flip, perm, max_batch, device, autocast_dtype, max_pixels_per_forward)
 
     if flip and flip_pairs and num_classes is None:
         raise InferenceError("num_classes is needed for the flip channel swap (the model has no .num_classes)")
@@ -364,7 +378,7 @@ def _accumulate(
     forward pass comes."""
     preds: torch.Tensor | None = None
     count = torch.zeros((1, 1, size[0], size[1]), dtype=torch.float32, device=device)
-    step = run.inputs_per_forward
+    step = run.inputs_per_forward_of(windows[0].height, windows[0].width)  # every window is crop-sized when run
     for start in range(0, len(windows), step):
         chunk = windows[start : start + step]
         outputs = run(torch.cat([_to_input(window_input(w), device) for w in chunk]))

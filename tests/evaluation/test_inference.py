@@ -297,3 +297,22 @@ def test_during_a_forward_pass_only_the_sums_and_the_input_are_alive(quarter_net
     bound = window_sum + count + scale_sum + inputs
     assert max(probe.live) <= bound, (probe.live, bound)
     assert torch.equal(scores, multi_scale_predict(quarter_net, image, **kw))  # the probe changes nothing
+
+
+def test_a_pixel_budget_caps_the_windows_per_forward_pass(quarter_net):
+    h, w = 40, 64
+    image = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(6))
+    kw = dict(mode="cityscapes", crop_size=(h, w), base_size=w, scales=(1.75,), flip=True, max_batch=8)
+
+    def batches(**extra):
+        recorder = _Recorder(quarter_net)
+        scores = multi_scale_predict(recorder, image, **kw, **extra)
+        return [x.shape[0] for x, _ in recorder.calls], scores
+
+    assert batches()[0] == [8]  # four windows and their mirrors in one pass
+    assert batches(max_pixels_per_forward=4 * h * w)[0] == [4, 4]  # two windows + mirrors per pass
+    one, scores = batches(max_pixels_per_forward=1)  # at least one window (with its mirror) per pass
+    assert one == [2, 2, 2, 2]
+    assert torch.equal(scores, multi_scale_predict(quarter_net, image, **{**kw, "max_batch": 2}))  # the same passes
+    with pytest.raises(HrsegError, match="max_pixels_per_forward"):
+        multi_scale_predict(quarter_net, image, **kw, max_pixels_per_forward=0)
