@@ -23,8 +23,12 @@ sys.path.insert(0, str(HERE))
 import bench_data  # noqa: E402
 import bench_eval  # noqa: E402
 import bench_model  # noqa: E402
+import gpu_check  # noqa: E402
 
 from hrseg import io  # noqa: E402
+
+#: Sections of RESULTS.md written by gpu_check.py and by hand from bench_memory.py runs.
+KEPT_SECTIONS = ((gpu_check.START, gpu_check.END), ("<!-- memory:start -->", "<!-- memory:end -->"))
 
 
 def eval_table(rows: list[dict]) -> str:
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         "data_loading": bench_data.run(quick=args.quick),
     }
     name = "results_quick" if args.quick else "results"
+    old_md = args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md")
+    previous = old_md.read_text() if old_md.exists() else ""
     io.write_json(args.out_dir / "results" / f"{name}.json", results)
     text = "\n\n".join(
         [
@@ -86,7 +92,12 @@ def main(argv: list[str] | None = None) -> None:
             data_table(results["data_loading"]),
         ]
     )
-    io.write_text(args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md"), text + "\n")
+    results_md = args.out_dir / ("RESULTS_quick.md" if args.quick else "RESULTS.md")
+    io.write_text(results_md, text + "\n")
+    for start, end in KEPT_SECTIONS:  # written by other scripts: carried over unchanged
+        if start in previous and end in previous:
+            section = start + previous.split(start, 1)[1].split(end, 1)[0] + end
+            gpu_check.replace_section(results_md, section, start, end)
     print(text)
 
 

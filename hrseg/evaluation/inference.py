@@ -38,8 +38,18 @@ input has its own forward pass in the official order, and the scores are bit-ide
 literal transcription of the official loop (``hrseg.evaluation.reference``, tested). With
 ``max_batch >= 2`` the mirrored copy shares the batch with the original and several windows
 share a forward pass (faster on GPUs); BatchNorm is in eval mode so every sample is computed
-independently in exact arithmetic, but convolution kernels may round differently for a
-different batch size (~1e-6 relative in the logits; the argmax differs only at near-ties).
+independently in exact arithmetic (float64: 1e-12, tested), but float32 convolution kernels
+round differently for another batch size. Everything after the network is ``exp`` of a convex
+combination of logits followed by sums of positive numbers, so an absolute logit difference
+``delta`` becomes a relative score difference of at most ``delta`` (plus a few ulps): ~1e-5 for
+trained models, up to ~1e-2 for the random test network whose padded windows reach logits of
+~77. The argmax can differ only at near-ties (tested against that bound).
+
+Memory (``benchmarks/bench_memory.py``): besides the forward pass, at most the scaled-size
+window sum of the current scale, the input-sized scale sum and three crop-sized maps in the
+flip mean are alive at once; means, ``exp``, the division by the window count and the scale
+sum are computed in place (the same numbers as the official out-of-place expressions) and
+window inputs are cut only when their forward pass comes.
 """
 
 from __future__ import annotations
@@ -196,30 +206,46 @@ class _Runner:
     max_batch: int
     device: torch.device
     autocast_dtype: torch.dtype | None
+    max_pixels: int | None = None  # input pixels per forward pass, mirrored copies included
 
     @property
     def inputs_per_forward(self) -> int:
         """Distinct network inputs per forward pass (their mirrored copies ride along)."""
         return max(1, self.max_batch // 2) if self.flip else self.max_batch
 
+    def inputs_per_forward_of(self, height: int, width: int) -> int:
+        """``inputs_per_forward`` for ``height x width`` inputs, capped by ``max_pixels``
+        (never below one input, with its mirror when they share a pass)."""
+        if self.max_pixels is None:
+            return self.inputs_per_forward
+        copies = 2 if (self.flip and self.max_batch >= 2) else 1
+        return max(1, min(self.inputs_per_forward, self.max_pixels // (copies * height * width)))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``N x 3 x h x w`` on ``device`` -> ``N x K x h x w`` exp-logits (one forward
-        pass of ``N`` or ``2N`` inputs; callers keep ``N <= inputs_per_forward``)."""
+        pass of ``N`` or ``2N`` inputs; callers keep ``N <= inputs_per_forward``).
+
+        Memory: at most three ``N x K x h x w`` maps are alive at once (the prediction, the
+        mirrored prediction and its flipped copy); the mean and ``exp`` are taken in place,
+        which computes the same numbers as the out-of-place official expressions."""
         n = x.shape[0]
         if not self.flip:
-            logits = self._forward(x)
-        elif self.max_batch >= 2:
-            logits = self._forward(torch.cat([x, x.flip(-1)]))
+            return self._upsample(self._forward(x), x).exp_()
+        if self.max_batch >= 2:
+            both = self._forward(torch.cat([x, x.flip(-1)]))
+            low, low_mirrored = both[:n], both[n:]
         else:  # one input per forward pass, as in the official loop
-            logits = torch.cat([self._forward(x), self._forward(x.flip(-1))])
-        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
-        if not self.flip:
-            return logits.exp()
-        pred, mirrored = logits[:n], logits[n:]
-        if self.perm is not None:
-            mirrored = mirrored[:, self.perm]
-        pred = (pred + mirrored.flip(-1)) * 0.5
-        return pred.exp()
+            low, low_mirrored = self._forward(x), self._forward(x.flip(-1))
+        if self.perm is not None:  # a channel permutation commutes with the per-channel resize
+            low_mirrored = low_mirrored[:, self.perm]
+        pred = self._upsample(low, x)
+        flipped = self._upsample(low_mirrored, x).flip(-1)
+        pred.add_(flipped)
+        del flipped
+        return pred.mul_(0.5).exp_()
+
+    def _upsample(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         ctx = (
@@ -254,6 +280,7 @@ def multi_scale_predict(
     device: str | torch.device | None = None,
     max_batch: int = 1,
     autocast_dtype: torch.dtype | None = None,
+    max_pixels_per_forward: int | None = None,
 ) -> torch.Tensor:
     """Sum over ``scales`` of ``exp`` of flip-averaged logits, at the input size.
 
@@ -264,7 +291,9 @@ def multi_scale_predict(
     needed for the LIP channel swap) to ``model.num_classes`` or the output's channel count.
     ``mean``/``std`` give the pad value ``-mean/std``. ``max_batch`` bounds the number of
     network inputs per forward pass, mirrored copies included (1 = official one-by-one,
-    bit-identical to the reference loop).
+    bit-identical to the reference loop). ``max_pixels_per_forward`` is a memory budget for
+    ``max_batch >= 2``: windows share a forward pass only while their input pixels (mirrored
+    copies included) stay within it; a pass always takes at least one input.
     Returns a float32 ``1 x K x H x W`` tensor on ``device`` (default: the model's device,
     else the image's).
     """
@@ -276,6 +305,8 @@ def multi_scale_predict(
         raise InferenceError(f"test scales must be positive, got {list(scales)}")
     if max_batch < 1:
         raise InferenceError(f"max_batch must be at least 1, got {max_batch}")
+    if max_pixels_per_forward is not None and max_pixels_per_forward < 1:
+        raise InferenceError(f"max_pixels_per_forward must be at least 1, got {max_pixels_per_forward}")
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     if align_corners is None:
         if not hasattr(model, "align_corners"):
@@ -293,7 +324,7 @@ def multi_scale_predict(
 
     def runner_for(k: int | None) -> _Runner:
         perm = flip_permutation(k, flip_pairs) if (flip and flip_pairs and k is not None) else None
-        return _Runner(model, align_corners, flip, perm, max_batch, device, autocast_dtype)
+        return _Runner(model, align_corners, flip, perm, max_batch, device, autocast_dtype, max_pixels_per_forward)
 
     if flip and flip_pairs and num_classes is None:
         raise InferenceError("num_classes is needed for the flip channel swap (the model has no .num_classes)")
@@ -311,7 +342,11 @@ def multi_scale_predict(
             else:
                 preds = _generic_scale(run, scaled, crop_size, fill, device)
             preds = F.interpolate(preds, size=(ori_h, ori_w), mode="bilinear", align_corners=align_corners)
-            final = preds if final is None else final + preds
+            if final is None:
+                final = preds
+            else:
+                final.add_(preds)  # in place: one input-sized map for the sum, not two
+            del preds, scaled  # this scale's maps go before the next scale is run
     assert final is not None
     return final
 
@@ -324,8 +359,7 @@ def _generic_scale(run: _Runner, img: np.ndarray, crop: tuple[int, int], fill: n
         return preds[:, :, :height, :width]
     img = _pad_bottom_right(img, crop, fill)
     windows = sliding_windows(img.shape[0], img.shape[1], crop, generic_stride(crop), shift_inside=False)
-    inputs = [_pad_bottom_right(img[w.y0 : w.y1, w.x0 : w.x1], crop, fill) for w in windows]
-    preds = _accumulate(run, img.shape[:2], windows, inputs, device)
+    preds = _accumulate(run, img.shape[:2], windows, lambda w: _pad_bottom_right(img[w.y0 : w.y1, w.x0 : w.x1], crop, fill), device)
     return preds[:, :, :height, :width]
 
 
@@ -333,28 +367,29 @@ def _cityscapes_scale(run: _Runner, img: np.ndarray, scale: float, crop: tuple[i
     if scale <= 1.0:
         return run(_to_input(img, device))
     windows = sliding_windows(img.shape[0], img.shape[1], crop, crop, shift_inside=True)
-    inputs = [img[w.y0 : w.y1, w.x0 : w.x1] for w in windows]
-    return _accumulate(run, img.shape[:2], windows, inputs, device)
+    return _accumulate(run, img.shape[:2], windows, lambda w: img[w.y0 : w.y1, w.x0 : w.x1], device)
 
 
 def _accumulate(
-    run: _Runner, size: tuple[int, int], windows: list[Window], inputs: list[np.ndarray], device: torch.device
+    run: _Runner, size: tuple[int, int], windows: list[Window], window_input: Callable[[Window], np.ndarray], device: torch.device
 ) -> torch.Tensor:
     """Run the windows (a few per forward pass) and average the overlaps; window outputs are
-    added in the official row-major order."""
+    added in the official row-major order. Window inputs are cut (and padded) only when their
+    forward pass comes."""
     preds: torch.Tensor | None = None
     count = torch.zeros((1, 1, size[0], size[1]), dtype=torch.float32, device=device)
-    step = run.inputs_per_forward
+    step = run.inputs_per_forward_of(windows[0].height, windows[0].width)  # every window is crop-sized when run
     for start in range(0, len(windows), step):
         chunk = windows[start : start + step]
-        outputs = run(torch.cat([_to_input(x, device) for x in inputs[start : start + step]]))
+        outputs = run(torch.cat([_to_input(window_input(w), device) for w in chunk]))
         if preds is None:
             preds = torch.zeros((1, outputs.shape[1], size[0], size[1]), dtype=torch.float32, device=device)
         for i, w in enumerate(chunk):
             preds[:, :, w.y0 : w.y1, w.x0 : w.x1] += outputs[i : i + 1, :, : w.height, : w.width]
             count[:, :, w.y0 : w.y1, w.x0 : w.x1] += 1
+        del outputs  # before the next forward pass
     assert preds is not None
-    return preds / count
+    return preds.div_(count)  # in place: the same quotients without a second scaled-size map
 
 
 def _to_input(img: np.ndarray, device: torch.device) -> torch.Tensor:
