@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_with_lines, to_dict
+from hrseg.engine.distributed import LaunchConfig, torchrun_args
 from hrseg.errors import HrsegError
 from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
 from hrseg.runtime import CpuIsa, pin_cpu_numerics
@@ -118,24 +119,20 @@ def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespac
         raise SystemExit(1) from None
 
 
-def torchrun_args(params: PipelineParams) -> list[str] | None:
-    """The torchrun launcher for ``params`` (None: one plain process). One node:
-    ``--standalone``; several: c10d rendezvous at ``rdzv_endpoint`` (every node runs the same
-    stage command with its own ``node_rank``)."""
-    if params.nnodes == 1:
-        return None if params.nproc_per_node == 1 else ["torchrun", "--standalone", f"--nproc-per-node={params.nproc_per_node}"]
-    if not params.rdzv_endpoint:
-        raise ConfigError("params.yaml: nnodes > 1 needs rdzv_endpoint (host:port of node 0)", key="rdzv_endpoint")
-    return [
-        "torchrun", f"--nnodes={params.nnodes}", f"--node-rank={params.node_rank}", f"--nproc-per-node={params.nproc_per_node}",
-        "--rdzv-backend=c10d", f"--rdzv-endpoint={params.rdzv_endpoint}", f"--rdzv-id={os.environ.get('DVC_STAGE', 'hrseg')}",
-    ]  # fmt: skip
+def launch_config(params: PipelineParams) -> LaunchConfig:
+    """params.yaml's processes and nodes as the library's launcher settings."""
+    return LaunchConfig(
+        nproc_per_node=params.nproc_per_node, nnodes=params.nnodes, node_rank=params.node_rank,
+        rdzv_endpoint=params.rdzv_endpoint or None, rdzv_id=os.environ.get("DVC_STAGE", "hrseg"),
+    )  # fmt: skip
 
 
 def relaunch_under_torchrun(params: PipelineParams) -> None:
-    launcher = torchrun_args(params)
-    if launcher is not None and "LOCAL_RANK" not in os.environ:
-        os.execvp("torchrun", [*launcher, *sys.argv])
+    """Re-run this script under torchrun (one process per GPU, on every node) when more than
+    one process is asked for; a single process runs as a plain Python process."""
+    launch = launch_config(params)
+    if launch.needs_launcher and "LOCAL_RANK" not in os.environ:
+        os.execvp("torchrun", ["torchrun", *torchrun_args(launch), *sys.argv])
 
 
 def recipe_key(*values: Any) -> str:

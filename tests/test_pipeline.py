@@ -193,12 +193,14 @@ def test_a_stage_refuses_bad_params_before_any_work(tmp_path, monkeypatch, capsy
 
 
 def test_multi_node_launcher_comes_from_params():
-    assert common.torchrun_args(_params()) is None
-    assert common.torchrun_args(_params(nproc_per_node=4)) == ["torchrun", "--standalone", "--nproc-per-node=4"]
-    two = common.torchrun_args(_params(nnodes=2, node_rank=1, nproc_per_node=8, rdzv_endpoint="10.0.0.1:29400"))
-    assert two[:4] == ["torchrun", "--nnodes=2", "--node-rank=1", "--nproc-per-node=8"] and "--rdzv-endpoint=10.0.0.1:29400" in two
-    with pytest.raises(ConfigError, match="rdzv_endpoint"):
-        common.torchrun_args(_params(nnodes=2))
+    from hrseg.engine.distributed import DistributedError, torchrun_args
+
+    assert not common.launch_config(_params()).needs_launcher
+    assert torchrun_args(common.launch_config(_params(nproc_per_node=4))) == ["--standalone", "--nproc-per-node=4"]
+    two = torchrun_args(common.launch_config(_params(nnodes=2, node_rank=1, nproc_per_node=8, rdzv_endpoint="10.0.0.1:29400")))
+    assert two[:2] == ["--nnodes=2", "--nproc-per-node=8"] and "--rdzv-endpoint=10.0.0.1:29400" in two
+    with pytest.raises(DistributedError, match="rdzv_endpoint|endpoint"):
+        torchrun_args(common.launch_config(_params(nnodes=2)))
 
 
 def test_stage_errors_are_one_message_not_a_traceback(monkeypatch, capsys):
