@@ -3,7 +3,7 @@ image bytes and the PASCAL-Context Detail JSON. Every input either works or rais
 ``HrsegError`` with a message; never another exception type, a hang (pytest-timeout) or a
 partial output file.
 
-Recipe/params YAML and ``--set`` values are fuzzed next to ``hrseg.config`` (tests/test_config.py)."""
+Recipe/params YAML and ``--set`` values: tests/fuzz/test_fuzz_config.py."""
 
 from __future__ import annotations
 
