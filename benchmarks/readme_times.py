@@ -1,0 +1,114 @@
+"""Re-measure the times the README quotes, from a fresh clone, and print them in its words.
+
+    .venv/bin/python benchmarks/readme_times.py                   # set-up, pipeline and tests
+    .venv/bin/python benchmarks/readme_times.py --only setup,row  # a part (setup, row, pipeline, tests)
+    .venv/bin/python benchmarks/readme_times.py --json benchmarks/results/readme_times.json
+
+What it runs, each in a fresh `git clone` of this checkout's HEAD in a temporary folder (so
+uncommitted changes are not measured), exactly as the README's commands do:
+
+- ``setup``: ``python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e .``;
+- ``row``: ``dvc repro eval_cityscapes_ocr`` in that clone (one row and what it needs);
+- ``pipeline``: the rest of ``dvc repro`` (every other stage);
+- ``tests``: ``scripts/test.sh`` in a second fresh clone (its own venv and install).
+
+Wall-clock seconds of each, plus the machine (CPU model, cores, load average before and after)
+and the date, because these numbers move with the machine and its load: run it on a quiet
+machine. Needs the network (or the local package sources) for the installs; takes as long as
+the README says it does (about half an hour on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PARTS = ("setup", "row", "pipeline", "tests")
+
+
+def run(cmd: str, cwd: Path, log: Path) -> float:
+    """Run ``cmd`` through bash in ``cwd``; its output goes to ``log``; return wall seconds."""
+    start = time.perf_counter()
+    with log.open("w") as out:
+        result = subprocess.run(["bash", "-c", cmd], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"`{cmd}` failed in {cwd} (exit {result.returncode}); see {log}")
+    return seconds
+
+
+def clone(into: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(REPO), str(into)], check=True)
+    return into
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def measure(parts: list[str], work: Path) -> dict:
+    times: dict[str, float] = {}
+    logs = work / "logs"
+    logs.mkdir()
+    env_setup = "python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ."
+    if {"setup", "row", "pipeline"} & set(parts):
+        repo = clone(work / "pipeline")
+        times["setup"] = run(env_setup, repo, logs / "setup.log")
+        if "row" in parts or "pipeline" in parts:
+            times["row"] = run(". .venv/bin/activate && dvc repro eval_cityscapes_ocr", repo, logs / "row.log")
+        if "pipeline" in parts:
+            times["pipeline"] = run(". .venv/bin/activate && dvc repro", repo, logs / "pipeline.log")
+    if "tests" in parts:
+        repo = clone(work / "tests")
+        times["tests"] = run("scripts/test.sh", repo, logs / "tests.log")
+    return times
+
+
+def in_words(times: dict[str, float]) -> list[str]:
+    minutes = {k: v / 60 for k, v in times.items()}
+    lines = []
+    if "setup" in minutes:
+        lines.append(f"installing (venv + pip install -c constraints.txt -e .): {minutes['setup']:.1f} minutes")
+    if "row" in minutes:
+        lines.append(f"`dvc repro eval_cityscapes_ocr` from a fresh clone: {minutes['row']:.1f} minutes")
+    if "pipeline" in minutes:
+        total = minutes["pipeline"] + minutes.get("row", 0.0)
+        lines.append(f"the whole embedded `dvc repro`: {total:.1f} minutes ({minutes['pipeline']:.1f} after that row)")
+    if "tests" in minutes:
+        lines.append(f"the README test command (`scripts/test.sh`, with its install): {minutes['tests']:.1f} minutes")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"unknown part(s) {', '.join(unknown)}; expected {', '.join(PARTS)}")
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="hrseg-readme-times-") as tmp:
+        times = measure(parts, Path(tmp))
+    report = {**machine(), "load_before": load_before, "load_after": os.getloadavg(), "seconds": times}
+    print(f"{report['date']}, {report['cpu']}, {report['cores']} cores, load {load_before[0]:.1f} -> {report['load_after'][0]:.1f}:")
+    for line in in_words(times):
+        print(f"- {line}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
