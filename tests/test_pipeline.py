@@ -321,20 +321,28 @@ def test_editing_a_recipe_value_is_seen_by_dvc_and_reruns_only_its_row(project):
     recipe = root / f"params/embedded/{ROW}.yaml"
     full = root / f"params/full/{ROW}.yaml"
     saved, saved_full = recipe.read_text(), full.read_text()
+
+    def status() -> dict:
+        return json.loads(_run(["dvc", "status", "--json"], root, env).stdout)
+
+    before = status()  # rows never run in this copy show their missing outputs; compare with that
+
+    def newly_changed() -> set[str]:
+        now = status()
+        return {stage for stage in now if now[stage] != before.get(stage)}
+
     try:
         recipe.write_text(saved.replace("  lr: 0.05\n", "  lr: 0.07\n", 1))
-        diff = _run(["dvc", "params", "diff", "--json"], root, env).stdout
-        change = json.loads(diff)[f"params/embedded/{ROW}.yaml"]["train.lr"]
+        change = json.loads(_run(["dvc", "params", "diff", "--json"], root, env).stdout)[f"params/embedded/{ROW}.yaml"]["train.lr"]
         assert (change["old"], change["new"]) == (0.05, 0.07)
-        status = _run(["dvc", "status", "--json"], root, env).stdout
-        assert set(json.loads(status)) == {f"train_{ROW}"}  # eval and the table follow once the model changes
-        recipe.write_text(saved.replace("  num_overlays: 2\n", "  num_overlays: 3\n", 1))  # an eval key: eval and train (overlays) only
-        assert set(json.loads(_run(["dvc", "status", "--json"], root, env).stdout)) == {f"train_{ROW}", f"eval_{ROW}"}
+        assert newly_changed() == {f"train_{ROW}"}  # eval and the table follow once the model changes
+        recipe.write_text(saved.replace("  num_overlays: 2\n", "  num_overlays: 3\n", 1))  # read by eval and by training's overlays
+        assert newly_changed() == {f"train_{ROW}", f"eval_{ROW}"}
         recipe.write_text(saved.replace("  flip: false\n", "  flip: true\n", 1))  # eval.flip: evaluation only
-        assert set(json.loads(_run(["dvc", "status", "--json"], root, env).stdout)) == {f"eval_{ROW}"}
+        assert newly_changed() == {f"eval_{ROW}"}
         recipe.write_text(saved)
         full.write_text(saved_full.replace("  lr: 0.01\n", "  lr: 0.02\n", 1))  # the other profile: nothing
-        assert json.loads(_run(["dvc", "status", "--json"], root, env).stdout) == {}
+        assert newly_changed() == set()
     finally:
         recipe.write_text(saved)
         full.write_text(saved_full)
