@@ -95,13 +95,16 @@ def cases(quick: bool) -> list[Case]:
     ]
 
 
-def _model(case: Case):
+def calibrated_ocr_model(backbone: str, height: int, width: int, **model_kwargs):
+    """An OCR model with He-normal convolutions, BatchNorm statistics from one random
+    ``height`` x ``width`` batch, and the classifier scaled so that the logits have standard
+    deviation 1 at that size (else the test-time exp() overflows); in eval mode."""
     from torch import nn
 
     from hrseg.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(case.backbone, "ocr", 19, ocr_mid_channels=256, ocr_key_channels=128)
+    model = build_model(backbone, "ocr", 19, **model_kwargs)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
@@ -109,14 +112,17 @@ def _model(case: Case):
             elif isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = 1.0
         model.train()
-        calibration = torch.randn(1, 3, case.height, case.width, generator=torch.Generator().manual_seed(2))
+        calibration = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(2))
         model(calibration)
         model.eval()
-        # classifier scaled so that the logits have std 1 at this size (else exp() overflows)
         spread = float(model(calibration)["out"].std())
         model.cls_head.weight.div_(spread)
         model.cls_head.bias.div_(spread)
     return model
+
+
+def _model(case: Case):
+    return calibrated_ocr_model(case.backbone, case.height, case.width, ocr_mid_channels=256, ocr_key_channels=128)
 
 
 def _runners(case: Case) -> dict:

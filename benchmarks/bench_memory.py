@@ -47,6 +47,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_eval import calibrated_ocr_model  # noqa: E402
 from bench_model import _reset_peak_rss, current_rss_mib, peak_rss_mib  # noqa: E402
 
 log = logging.getLogger("bench_memory")
@@ -55,27 +56,9 @@ CITYSCAPES_MS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def _model(backbone: str, height: int, width: int):
-    """bench_eval's calibrated model (logits of standard deviation 1, so exp() stays finite)."""
-    from torch import nn
-
-    from hrseg.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model(backbone, "ocr", 19)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.momentum = 1.0
-        model.train()
-        calibration = torch.randn(1, 3, min(height, 256), min(width, 512), generator=torch.Generator().manual_seed(2))
-        model(calibration)
-        model.eval()
-        spread = float(model(calibration)["out"].std())
-        model.cls_head.weight.div_(spread)
-        model.cls_head.bias.div_(spread)
-    return model
+    """bench_eval's calibrated model, calibrated at most at 256x512 (logits of standard
+    deviation 1, so exp() stays finite)."""
+    return calibrated_ocr_model(backbone, min(height, 256), min(width, 512))
 
 
 def measure(backbone: str, height: int, width: int, path: str, threads: int) -> dict:
