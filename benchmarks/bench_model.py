@@ -130,13 +130,22 @@ def current_rss_mib() -> float:
     return status_mib("VmRSS") or peak_rss_mib()
 
 
-def realistic_model(backbone: str, head: str, num_classes: int = 19, seed: int = 0) -> nn.Module:
-    """He-normal convolutions, unit BN affine, BN running statistics from one random batch
-    (cumulative average), returned in eval mode."""
+def realistic_model(
+    backbone: str,
+    head: str,
+    num_classes: int = 19,
+    seed: int = 0,
+    *,
+    device: torch.device | str = "cpu",
+    calibration_size: tuple[int, int] = (128, 256),
+    **model_kwargs,
+) -> nn.Module:
+    """He-normal convolutions, unit BN affine, BN running statistics from one random batch of
+    2 x ``calibration_size`` (cumulative average), returned in eval mode on ``device``."""
     from hrseg.models import build_model
 
     torch.manual_seed(seed)
-    model = build_model(backbone, head, num_classes)
+    model = build_model(backbone, head, num_classes, **model_kwargs)
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -145,9 +154,9 @@ def realistic_model(backbone: str, head: str, num_classes: int = 19, seed: int =
         elif isinstance(module, nn.BatchNorm2d):
             module.reset_running_stats()
             module.momentum = None  # cumulative average: one batch sets the statistics
-    model.train()
+    model = model.to(device).train()
     with torch.no_grad():
-        model(torch.randn(2, 3, 128, 256))
+        model(torch.randn(2, 3, *calibration_size, device=device))
     return model.eval()
 
 

@@ -62,11 +62,10 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_model import _reset_peak_rss, peak_rss_mib  # noqa: E402
+from bench_model import _reset_peak_rss, peak_rss_mib, realistic_model  # noqa: E402
 
 from hrseg import io  # noqa: E402
 from hrseg.fast import prepare_inference_model  # noqa: E402
-from hrseg.models import build_model  # noqa: E402
 
 log = logging.getLogger("gpu_check")
 
@@ -143,22 +142,10 @@ def strict_fp32() -> Iterator[None]:
 
 
 def calibrated_model(sizes: Sizes, device: torch.device, num_classes: int = 19) -> nn.Module:
-    """He-normal convolutions and BatchNorm statistics from one random batch (realistic
-    activation sizes; see bench_model.realistic_model), in eval mode on ``device``."""
-    torch.manual_seed(0)
-    model = build_model(sizes.backbone, "ocr", num_classes, **sizes.model_kwargs)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None
-    model = model.to(device).train()
-    with torch.no_grad():
-        model(torch.randn(2, 3, *sizes.calibration_size, device=device))
-    return model.eval()
+    """``bench_model.realistic_model`` at this check's sizes: He-normal convolutions and
+    BatchNorm statistics from one random batch (realistic activation sizes), in eval mode on
+    ``device``."""
+    return realistic_model(sizes.backbone, "ocr", num_classes, device=device, calibration_size=sizes.calibration_size, **sizes.model_kwargs)
 
 
 # --------------------------------------------------------------------------------------
