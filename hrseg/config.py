@@ -143,20 +143,27 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {where}")  # a programming error
 
 
+def unknown_keys_error(unknown: typing.Sequence[Any], valid: typing.Sequence[str], where: str = "") -> ConfigError:
+    """The error for keys that are not fields: names them (under section ``where``), suggests
+    the closest valid key for the first and lists the valid ones."""
+    prefix = f"{where}." if where else ""
+    first = str(unknown[0])
+    close = difflib.get_close_matches(first, list(valid), n=1, cutoff=0.6)
+    hint = f" (did you mean {prefix + close[0]}?)" if close else ""
+    return ConfigError(
+        f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + str(k) for k in unknown)}{hint}; "
+        f"valid keys{' under ' + where if where else ''}: {', '.join(valid)}",
+        key=prefix + first,
+    )
+
+
 def _from_mapping(cls: type[T], data: dict, where: str) -> T:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     prefix = f"{where}." if where else ""
     unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
-        first = str(unknown[0])
-        close = difflib.get_close_matches(first, list(fields), n=1, cutoff=0.6)
-        hint = f" (did you mean {prefix + close[0]}?)" if close else ""
-        raise ConfigError(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + str(k) for k in unknown)}{hint}; "
-            f"valid keys{' under ' + where if where else ''}: {', '.join(fields)}",
-            key=prefix + first,
-        )
+        raise unknown_keys_error(unknown, list(fields), where)
     kwargs = {}
     for name, field in fields.items():
         if name in data:

@@ -261,6 +261,12 @@ def dataset_folder(dataset: str) -> str:
     return spec.layout if spec is not None else dataset
 
 
+def dataset_paths(folder: str, data_root: str | os.PathLike = DEFAULT_DATA_ROOT) -> tuple[str, str]:
+    """``(data.root, data.lists)`` of a dataset folder: ``<data_root>/<folder>`` and
+    ``data/lists/<folder>`` (where ``hrseg prepare`` writes the lists in the pipeline)."""
+    return f"{data_root}/{folder}", f"data/lists/{folder}"
+
+
 def resolve_recipe(
     name_or_path: str | os.PathLike,
     *,
@@ -301,7 +307,7 @@ def resolve_recipe(
                     f"remove {key} from {path} (the dataset is read from <data_root>/{folder})",
                     key=key,
                 )
-        updates["data.root"], updates["data.lists"] = f"{data_root}/{folder}", f"data/lists/{folder}"
+        updates["data.root"], updates["data.lists"] = dataset_paths(folder, data_root)
         sources["data.root"] = sources["data.lists"] = f"{data_root_origin} ({data_root})"
     for knob, value in knobs.items():
         updates[KNOB_KEYS[knob]] = to_dict(value)
@@ -312,10 +318,9 @@ def resolve_recipe(
         updates[key] = value
         sources.pop(key, None)
         sources[key] = f"--set {key}={value}"
-    for key in DATA_ROOT_KEYS:  # the default location: data/<folder>, data/lists/<folder>
+    for key, default in zip(DATA_ROOT_KEYS, dataset_paths(folder)):  # data/<folder>, data/lists/<folder>
         if key not in lines and key not in updates:
-            updates[key] = f"{DEFAULT_DATA_ROOT}/{folder}" if key == "data.root" else f"data/lists/{folder}"
-            sources[key] = "default (data/<folder>)"
+            updates[key], sources[key] = default, "default (data/<folder>)"
     recipe = from_dict(Recipe, apply_overrides(data, updates), source=f"{path} with overrides", where=where)
     _check_names(recipe, f"{path} with overrides", where)
     recipe = _post_validate(recipe, "model.num_classes" in lines or "model.num_classes" in updates, f"{path} with overrides")
@@ -355,9 +360,9 @@ def _post_validate(recipe: Recipe, num_classes_given: bool, source: str | None) 
 
 def with_default_paths(recipe: Recipe) -> Recipe:
     """``data.root`` / ``data.lists`` filled in with data/<folder>, data/lists/<folder> when unset."""
-    folder = dataset_folder(recipe.data.dataset)
-    root = recipe.data.root if recipe.data.root is not None else Path(DEFAULT_DATA_ROOT) / folder
-    lists = recipe.data.lists if recipe.data.lists is not None else Path("data/lists") / folder
+    default_root, default_lists = dataset_paths(dataset_folder(recipe.data.dataset))
+    root = recipe.data.root if recipe.data.root is not None else Path(default_root)
+    lists = recipe.data.lists if recipe.data.lists is not None else Path(default_lists)
     return dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, root=root, lists=lists))
 
 

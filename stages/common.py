@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import hashlib
 import json
 import logging
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_with_lines, to_dict
+from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_with_lines, to_dict, unknown_keys_error
 from hrseg.engine.distributed import LaunchConfig, torchrun_args
 from hrseg.errors import HrsegError
 from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
@@ -79,9 +78,8 @@ def parse_params(data: dict[str, Any], lines: dict[str, int] | None = None, sour
 
     unknown = [key for key in data if key not in _TOP_LEVEL]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), _TOP_LEVEL, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(f"{where(str(unknown[0])) or source}: unknown key {unknown[0]}{hint}; valid keys: {', '.join(_TOP_LEVEL)}", key=str(unknown[0]))
+        error = unknown_keys_error(unknown, _TOP_LEVEL)
+        raise ConfigError(f"{where(error.key) or source}: {error}", key=error.key)
     knobs = {key: data[key] for key in KNOB_KEYS if key in data}
     rest = {key: value for key, value in data.items() if key not in KNOB_KEYS}
     return from_dict(PipelineParams, {**rest, "knobs": knobs}, source=source, where=where)
