@@ -21,7 +21,7 @@ Methods, all on the same model and the same image:
   scores, under ``torch.inference_mode``;
 - ``hrseg_batch2``: the same with the mirrored copy in the original's forward pass
   (``--path eager --batch 2``; for GPUs: on CPU it is slower);
-- ``hrseg_auto``: ``hrseg.fast`` path ``auto`` (for this small model BatchNorm folded into the convolutions +
+- ``hrseg_auto``: ``hrseg.evaluation.inference_paths`` path ``auto`` (for this small model BatchNorm folded into the convolutions +
   channels_last), one input per pass: the ``hrseg evaluate`` / ``hrseg predict`` default;
 - ``hrseg_onnx``: path ``onnx`` (ONNX Runtime), when onnxruntime is installed.
 
@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from bench_model import current_rss_mib, peak_rss_mib
 
-from hrseg.fast import onnx_path_available
+from hrseg.evaluation.inference_paths import onnx_path_available
 
 log = logging.getLogger("bench_eval")
 
@@ -128,8 +128,8 @@ def _model(case: Case):
 def _runners(case: Case) -> dict:
     """``method -> callable`` returning the summed scores for the case's image."""
     from hrseg.evaluation.inference import multi_scale_predict
+    from hrseg.evaluation.inference_paths import prepare_inference_model
     from hrseg.evaluation.reference import reference_predict
-    from hrseg.fast import prepare_inference_model
 
     model = _model(case)
     torch.manual_seed(1)
@@ -152,7 +152,7 @@ def scaling(quick: bool, threads: int) -> list[dict]:
     """How the time of one image grows with its size (single scale) and with the number of
     scales (+ flip), along the default ``auto`` path; Cityscapes rule, crop = image size."""
     from hrseg.evaluation.inference import multi_scale_predict
-    from hrseg.fast import prepare_inference_model
+    from hrseg.evaluation.inference_paths import prepare_inference_model
 
     torch.set_num_threads(threads)
     sizes = [(64, 128), (128, 256)] if quick else [(128, 256), (256, 512), (512, 1024)]

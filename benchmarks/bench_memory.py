@@ -63,7 +63,7 @@ def _model(backbone: str, height: int, width: int):
 
 def measure(backbone: str, height: int, width: int, path: str, threads: int) -> dict:
     from hrseg.evaluation.inference import multi_scale_predict
-    from hrseg.fast import prepare_inference_model
+    from hrseg.evaluation.inference_paths import prepare_inference_model
 
     torch.set_num_threads(threads)
     model = _model(backbone, height, width)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="hrnetv2_w18_small_v2")
     parser.add_argument("--size", default="256x512", help="HxW of the image (= the crop)")
-    parser.add_argument("--paths", default="eager,folded_cl,onnx", help="comma-separated hrseg.fast paths")
+    parser.add_argument("--paths", default="eager,folded_cl,onnx", help="comma-separated hrseg.evaluation.inference_paths paths")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=None, help="append the rows to this JSON list")
     parser.add_argument(

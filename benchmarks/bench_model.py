@@ -12,7 +12,7 @@ What it measures, in one process and one run (so the figures are comparable):
   machine's practical compute ceiling. It is timed between the forwards (3 times per repeat),
   and each forward row's ``fraction_of_matmul`` uses the probes taken alongside it.
 - ``forward``: batch-1 inference of W48+OCR, W48 (FCN) and W18-Small-v2+OCR at 512x1024 and
-  1024x2048 (full run) for several ``hrseg.fast`` paths. The paths are timed *interleaved*
+  1024x2048 (full run) for several ``hrseg.evaluation.inference_paths`` paths. The paths are timed *interleaved*
   (eager, then each fast path, repeated), so load from other processes hits all of them alike.
   Achieved GFLOP/s uses the true FLOPs of ``hrseg.models.complexity`` (2 per multiply-add,
   convolutions + matmuls); ``fraction_of_matmul`` = achieved / measured matmul rate;
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hrseg.fast import onnx_path_available
+from hrseg.evaluation.inference_paths import onnx_path_available
 
 log = logging.getLogger("bench_model")
 
@@ -191,7 +191,7 @@ class MatmulProbe:
 
 
 def measure_forward(case: ForwardCase, probe: MatmulProbe) -> list[dict]:
-    from hrseg.fast import prepare_inference_model
+    from hrseg.evaluation.inference_paths import prepare_inference_model
     from hrseg.models.complexity import count
 
     cost = count(case.backbone, case.head, 19, case.height, case.width)

@@ -19,7 +19,7 @@ Two parts, each in this one process, under a wall-clock budget (``--budget-s``):
     cross-process reduction is *not* exercised; the conversion, DDP's hooks and NCCL are.
 
 ``inference``
-    W48+OCR at 1024x2048, batch 1, per ``hrseg.fast`` path (eager, channels_last, folded_cl,
+    W48+OCR at 1024x2048, batch 1, per ``hrseg.evaluation.inference_paths`` path (eager, channels_last, folded_cl,
     cuda_fp16, cuda_bf16): images/s (median over repeats after warm-up, with
     ``torch.cuda.synchronize``), peak memory of one forward (``torch.cuda.max_memory_allocated``
     after ``reset_peak_memory_stats``; peak RSS in the dry run), the logit difference to a
@@ -65,7 +65,7 @@ sys.path.insert(0, str(HERE))
 from bench_model import _reset_peak_rss, peak_rss_mib, realistic_model  # noqa: E402
 
 from hrseg import io  # noqa: E402
-from hrseg.fast import prepare_inference_model  # noqa: E402
+from hrseg.evaluation.inference_paths import prepare_inference_model  # noqa: E402
 
 log = logging.getLogger("gpu_check")
 

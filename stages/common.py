@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_with_lines, to_dict, unknown_keys_error
-from hrseg.engine.distributed import LaunchConfig, torchrun_args
 from hrseg.errors import HrsegError
 from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
 from hrseg.runtime import CpuIsa, pin_cpu_numerics
+from hrseg.runtime.distributed import LaunchConfig, torchrun_args
 
 PARAMS = Path("params.yaml")
 ROWS_FILE = Path("stages/rows.yaml")

@@ -24,7 +24,7 @@ from hrseg.recipe import EVAL_KEYS, TRAIN_KEYS, dataset_folder, resolve_recipe  
 DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k", "custom")
 PROFILES = ("embedded", "full")
 #: library code whose changes change what a stage computes
-CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/checkpoint.py", "hrseg/io.py", "hrseg/runtime.py"]
+CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/io.py", "hrseg/runtime", "hrseg/metrics.py", "hrseg/visualize.py"]
 #: params.yaml keys of how a train/eval stage runs (processes, device, CPU numerics)
 RUNTIME = ["nproc_per_node", "device", "cpu_threads", "cpu_isa"]
 
@@ -60,7 +60,7 @@ def stages() -> dict:
     out["fetch_pretrained"] = {
         "desc": "ImageNet weights the rows' recipes start from (none for the embedded profile)",
         "cmd": "python stages/fetch_pretrained.py --dest pretrained",
-        "deps": ["stages/fetch_pretrained.py", "stages/common.py", "stages/rows.yaml", "hrseg/catalogue.py", "hrseg/fetch.py"],
+        "deps": ["stages/fetch_pretrained.py", "stages/common.py", "stages/rows.yaml", "hrseg/weights/catalogue.py", "hrseg/weights/download.py"],
         "params": ["profile", "pretrained_mirror", *[recipe_params(row, ["train.pretrained"]) for row in rows]],
         "outs": ["pretrained"],
     }
@@ -70,7 +70,7 @@ def stages() -> dict:
         out[f"train_{row}"] = {
             "desc": f"Train {row} (params/${{profile}}/{row}.yaml)",
             "cmd": f"python stages/train.py {row} --model-dir models/{row} --results results/train/{row}",
-            "deps": ["stages/train.py", "stages/common.py", *CORE, "hrseg/engine", "hrseg/evaluation/metrics.py", *data, "pretrained"],
+            "deps": ["stages/train.py", "stages/common.py", *CORE, "hrseg/engine", *data, "pretrained"],
             "params": ["profile", "data_root", "lr", "epochs", "batch_size", "crop", "seed", *RUNTIME, "nnodes", "node_rank", "rdzv_endpoint",
                        recipe_params(row, TRAIN_KEYS)],  # fmt: skip
             "outs": [f"models/{row}", f"results/train/{row}/curve.png"],
@@ -82,7 +82,7 @@ def stages() -> dict:
         out[f"eval_{row}"] = {
             "desc": f"Evaluate {row} with its official test protocol",
             "cmd": f"python stages/evaluate.py {row} --model models/{row}/model.pth --out {res}",
-            "deps": ["stages/evaluate.py", "stages/common.py", *CORE, "hrseg/evaluation", "hrseg/fast.py", *data, f"models/{row}"],
+            "deps": ["stages/evaluate.py", "stages/common.py", *CORE, "hrseg/evaluation", *data, f"models/{row}"],
             "params": ["profile", "data_root", "scales", "flip", *RUNTIME, recipe_params(row, EVAL_KEYS)],
             "outs": [{f"{res}/per_class.csv": {"cache": False}}, f"{res}/confusion_matrix.png", f"{res}/overlays"]
             if labelled
@@ -92,7 +92,7 @@ def stages() -> dict:
     out["results_table"] = {
         "desc": "The README results table, next to the published numbers",
         "cmd": "python stages/results_table.py --results results/eval --out results/results_table.md --readme README.md",
-        "deps": ["stages/results_table.py", "stages/common.py", "stages/rows.yaml", "hrseg/results.py", *[f"results/eval/{row}/metrics.json" for row in rows]],
+        "deps": ["stages/results_table.py", "stages/common.py", "stages/rows.yaml", "hrseg/tracking/results_table.py", *[f"results/eval/{row}/metrics.json" for row in rows]],
         "params": ["profile", *[recipe_params(row, ["data.dataset", "data.train_split", "model.backbone", "model.head", "eval.split"]) for row in rows]],
         "outs": [{"results/results_table.md": {"cache": False}}, {"README.md": {"cache": False, "persist": True}}],
     }

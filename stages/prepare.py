@@ -7,7 +7,7 @@ import argparse
 from common import PipelineParams, stage_main
 
 from hrseg.data import prepare_dataset
-from hrseg.tracking import start_tracking
+from hrseg.tracking.tracker import start_tracking
 
 
 def prepare(dataset: str, root: str, out: str, params: PipelineParams) -> dict:

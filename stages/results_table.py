@@ -11,9 +11,9 @@ from pathlib import Path
 
 from common import PipelineParams, pipeline_rows, stage_main
 
-from hrseg import io
-from hrseg.results import build_table, describe_row, replace_between_markers
-from hrseg.tracking import start_tracking
+from hrseg import io as hio
+from hrseg.tracking.results_table import build_table, describe_row, replace_between_markers
+from hrseg.tracking.tracker import start_tracking
 
 
 def table_rows(params: PipelineParams) -> list:
@@ -28,8 +28,8 @@ def table_rows(params: PipelineParams) -> list:
 def results_table(results: Path, out: Path, readme: Path, params: PipelineParams) -> str:
     rows = table_rows(params)
     table = build_table({row.name: results / row.name / "metrics.json" for row in rows}, params.profile, rows)
-    io.write_text(out, table)
-    io.write_text(readme, replace_between_markers(readme.read_text(encoding="utf-8"), table, source=str(readme)))
+    hio.write_text(out, table)
+    hio.write_text(readme, replace_between_markers(readme.read_text(encoding="utf-8"), table, source=str(readme)))
     with start_tracking("hrseg/pipeline", "results_table", tags=params.tags("results_table"), params={"profile": params.profile}) as run:
         run.log_artifact(out)
     return table

@@ -7,7 +7,7 @@ import argparse
 from common import PipelineParams, stage_main
 
 from hrseg.data.synth import generate_synthetic
-from hrseg.tracking import start_tracking
+from hrseg.tracking.tracker import start_tracking
 
 
 def synth(out: str, params: PipelineParams) -> dict:

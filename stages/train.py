@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import PipelineParams, recipe_key, stage_main
 
-from hrseg import io
+from hrseg import io as hio
 from hrseg.engine.train import train
 from hrseg.recipe import Recipe
 
@@ -35,10 +35,10 @@ def train_stage(row: str, model_dir: Path, results_dir: Path, params: PipelinePa
         resolved.recipe, work, device=params.device_arg, profile=params.profile, tags=params.tags("train"), run_name=resolved.run_name("train")
     )
     if int(os.environ.get("RANK", "0")) == 0:
-        io.write_json(results_dir / "metrics.json", metrics)
-        io.copy_file(work / "log.csv", results_dir / "log.csv")
-        io.copy_file(work / "curve.png", results_dir / "curve.png")
-        io.copy_file(work / "final.pth", model_dir / "model.pth")
+        hio.write_json(results_dir / "metrics.json", metrics)
+        hio.copy_file(work / "log.csv", results_dir / "log.csv")
+        hio.copy_file(work / "curve.png", results_dir / "curve.png")
+        hio.copy_file(work / "final.pth", model_dir / "model.pth")
         shutil.rmtree(work, ignore_errors=True)
     return metrics
 

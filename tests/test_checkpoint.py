@@ -7,7 +7,9 @@ import os
 import pytest
 import torch
 
-from hrseg.checkpoint import (
+from hrseg.io import torch_save
+from hrseg.models import ModelConfig, build_model, build_model_from_config
+from hrseg.models.checkpoint import (
     CheckpointError,
     infer_model_config,
     load_checkpoint,
@@ -15,8 +17,6 @@ from hrseg.checkpoint import (
     model_config_from_file,
     read_checkpoint,
 )
-from hrseg.io import torch_save
-from hrseg.models import ModelConfig, build_model, build_model_from_config
 
 TINY = ModelConfig(backbone="hrnetv2_w18_small_v1", head="ocr", num_classes=4, ocr_mid_channels=16, ocr_key_channels=8)
 

@@ -1,4 +1,4 @@
-"""ONNX export (hrseg.export): ONNX Runtime vs PyTorch within 1e-4 at the export size and at
+"""ONNX export (hrseg.evaluation.export): ONNX Runtime vs PyTorch within 1e-4 at the export size and at
 other sizes, for the OCR parity model and FCN/OCR tiny models, with both exporters."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from hrseg.checkpoint import load_checkpoint
-from hrseg.export import ExportError, export_onnx
+from hrseg.evaluation.export import ExportError, export_onnx
 from hrseg.models import build_model
+from hrseg.models.checkpoint import load_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -1,4 +1,4 @@
-"""Inference paths (hrseg.fast) against the eager reference on the parity fixture.
+"""Inference paths (hrseg.evaluation.inference_paths) against the eager reference on the parity fixture.
 
 Tolerances, for the fp32 paths (they differ from eager only by float32 rounding: another
 summation order in channels_last kernels, folded weights rounded once):
@@ -23,8 +23,7 @@ import pytest
 import torch
 from torch import nn
 
-from hrseg.checkpoint import load_checkpoint
-from hrseg.fast import (
+from hrseg.evaluation.inference_paths import (
     INFERENCE_PATHS,
     ONNX_MIN_PARAMS,
     InferencePathError,
@@ -35,6 +34,7 @@ from hrseg.fast import (
     resolve_path,
 )
 from hrseg.models import build_model
+from hrseg.models.checkpoint import load_checkpoint
 
 FP32_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "onnx")
 TOL_VS_FLOAT64 = 1.5e-4
@@ -215,7 +215,7 @@ def test_onnx_path_without_its_packages_says_how_to_install(monkeypatch, package
 
 
 def test_every_listed_path_is_documented():
-    from hrseg.fast import PATHS
+    from hrseg.evaluation.inference_paths import PATHS
 
     assert set(INFERENCE_PATHS) == set(PATHS) | {"auto"}
     assert [p for p, info in PATHS.items() if not info.exact] == ["cuda_fp16", "cuda_bf16"]

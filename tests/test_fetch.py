@@ -1,4 +1,4 @@
-"""hrseg.fetch and hrseg.catalogue: downloads from a local HTTP server (127.0.0.1 only), resume,
+"""hrseg.weights.download and hrseg.weights.catalogue: downloads from a local HTTP server (127.0.0.1 only), resume,
 retries, checksums, the hash ledger, local/file:// sources, mirror order and error messages.
 
 Nothing here touches the internet: test entries point at the local server or at files.
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hrseg import fetch as F
-from hrseg.catalogue import (
+from hrseg.models import BACKBONES
+from hrseg.weights import download as F
+from hrseg.weights.catalogue import (
     CATALOGUE,
     CLS_RELEASE,
     SEG_RELEASE,
@@ -26,7 +27,6 @@ from hrseg.catalogue import (
     WeightEntry,
     get_entry,
 )
-from hrseg.models import BACKBONES
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB
 OTHER = bytes(reversed(range(256))) * 1024
@@ -271,7 +271,7 @@ def test_transient_server_errors_are_retried(server, tmp_path):
 
 def test_progress_is_logged_when_not_a_terminal(server, tmp_path, caplog):
     server.files["/w.pth"] = PAYLOAD
-    with caplog.at_level(logging.INFO, logger="hrseg.fetch"):
+    with caplog.at_level(logging.INFO, logger="hrseg.weights.download"):
         F.fetch(entry(server.base + "/w.pth"), tmp_path, **{**FAST, "progress": True})
     assert "weights.pth: downloading 0.2 MiB" in caplog.text
     assert "(100%)" in caplog.text

@@ -20,7 +20,7 @@ import common  # noqa: E402  (stages/common.py)
 import dvc_yaml  # noqa: E402
 
 from hrseg.config import ConfigError  # noqa: E402
-from hrseg.results import BEGIN_MARKER, END_MARKER, PUBLISHED, build_table, replace_between_markers  # noqa: E402
+from hrseg.tracking.results_table import BEGIN_MARKER, END_MARKER, PUBLISHED, build_table, replace_between_markers  # noqa: E402
 
 
 def test_dvc_yaml_is_generated_from_the_table():
@@ -193,7 +193,7 @@ def test_a_stage_refuses_bad_params_before_any_work(tmp_path, monkeypatch, capsy
 
 
 def test_multi_node_launcher_comes_from_params():
-    from hrseg.engine.distributed import DistributedError, torchrun_args
+    from hrseg.runtime.distributed import DistributedError, torchrun_args
 
     assert not common.launch_config(_params()).needs_launcher
     assert torchrun_args(common.launch_config(_params(nproc_per_node=4))) == ["--standalone", "--nproc-per-node=4"]
@@ -206,7 +206,7 @@ def test_multi_node_launcher_comes_from_params():
 def test_stage_errors_are_one_message_not_a_traceback(monkeypatch, capsys):
     import argparse
 
-    from hrseg.fetch import FetchError
+    from hrseg.weights.download import FetchError
 
     def fail(args, params):
         raise FetchError("could not fetch 'hrnetv2_w48_imagenet': put it at pretrained/x.pth")

@@ -1,4 +1,4 @@
-"""``hrseg.runs``: rows built from a real SQLite MLflow store, and the three output formats."""
+"""``hrseg.tracking.runs``: rows built from a real SQLite MLflow store, and the three output formats."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ import time
 import pandas as pd
 import pytest
 
-from hrseg.runs import COLUMNS, SUMMARY_COLUMNS, RunsError, format_runs, list_runs, sqlite_path
+from hrseg.tracking.runs import COLUMNS, SUMMARY_COLUMNS, RunsError, format_runs, list_runs, sqlite_path
 
 T0 = int(time.time() * 1000) - 3_600_000  # an hour ago, in ms
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> dict:
-    """Runs shaped like hrseg's: a finished train run (logged through ``hrseg.tracking``), its
+    """Runs shaped like hrseg's: a finished train run (logged through ``hrseg.tracking.tracker``), its
     eval run, a train run still in progress, a foreign run, a deleted run, another dataset."""
     from mlflow import MlflowClient
 
     from hrseg.recipe import load_recipe
-    from hrseg.tracking import params_from_dict, start_tracking
+    from hrseg.tracking.tracker import params_from_dict, start_tracking
 
     base = tmp_path_factory.mktemp("runs_store")
     uri = f"sqlite:///{(base / 'mlflow.db').as_posix()}"

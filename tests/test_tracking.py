@@ -1,4 +1,4 @@
-"""hrseg.tracking: default store, tags, params, run contents on a temporary SQLite store, and a
+"""hrseg.tracking.tracker: default store, tags, params, run contents on a temporary SQLite store, and a
 tracking backend that is down, slow or failing (never raises, never blocks the caller)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from hrseg.tracking import (
+from hrseg.tracking.tracker import (
     Tracker,
     default_tracking_uri,
     file_reference_tags,
@@ -175,7 +175,7 @@ class FailingClient:
 def test_backend_failing_mid_run_warns_once_and_stops_sending(caplog):
     client = FailingClient()
     tracker = Tracker(client, "run-1")
-    with caplog.at_level(logging.WARNING, logger="hrseg.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hrseg.tracking.tracker"):
         for step in range(5):
             tracker.log_metrics({"loss": 1.0}, step=step)
         tracker.flush(timeout=10)
@@ -207,7 +207,7 @@ def test_failing_artifact_uploads_keep_metrics_and_end_the_run(tmp_path, caplog)
     client = ArtifactsFailClient()
     tracker = Tracker(client, "run-3")
     (tmp_path / "a.txt").write_text("a")
-    with caplog.at_level(logging.WARNING, logger="hrseg.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hrseg.tracking.tracker"):
         tracker.log_artifact(tmp_path / "a.txt")
         tracker.flush(timeout=10)
         tracker.log_artifact(tmp_path / "a.txt")  # skipped: uploads already failed
@@ -253,7 +253,7 @@ def test_unusable_local_store_is_found_before_mlflow_retries(clean_env, tmp_path
         path = tmp_path / "ro" / "mlflow.db"
         path.parent.mkdir()
         sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
-        monkeypatch.setattr("hrseg.tracking._folder_problem", lambda folder: None)
+        monkeypatch.setattr("hrseg.tracking.tracker._folder_problem", lambda folder: None)
         real_connect = sqlite3.connect
         # root ignores file modes: open the database read-only to stand for an unwritable file
         monkeypatch.setattr(sqlite3, "connect", lambda database, **kw: real_connect(database.replace("mode=rwc", "mode=ro"), **kw))
@@ -271,7 +271,7 @@ def test_unusable_local_store_is_found_before_mlflow_retries(clean_env, tmp_path
 
 
 def test_usable_stores_pass_the_check(tmp_path):
-    from hrseg.tracking import store_problem
+    from hrseg.tracking.tracker import store_problem
 
     assert store_problem(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}") is None
     assert store_problem("http://127.0.0.1:1") is None  # remote: left to the preflight
@@ -302,7 +302,7 @@ def test_slow_backend_never_blocks_the_caller(caplog):
     for step in range(2, 50):
         tracker.log_metrics({"loss": 1.0}, step=step)
     assert not client.release.is_set()
-    with caplog.at_level(logging.WARNING, logger="hrseg.tracking"):
+    with caplog.at_level(logging.WARNING, logger="hrseg.tracking.tracker"):
         tracker.close()  # gives up after close_timeout
     assert "did not answer within" in caplog.text
     client.release.set()

@@ -1,4 +1,4 @@
-"""``hrseg.ui`` / ``hrseg ui``: safety checks, the server's command line, process handling, and
+"""``hrseg.tracking.ui`` / ``hrseg ui``: safety checks, the server's command line, process handling, and
 one real start/stop of the MLflow server through the CLI (Ctrl-C, no process left behind).
 The browser checks of the UI itself are in ``test_ui_browser.py``."""
 
@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hrseg.cli import app
-from hrseg.ui import (
+from hrseg.tracking.ui import (
     UiError,
     browse_url,
     check_host,
@@ -60,7 +60,7 @@ def test_refuses_a_remote_host_unless_allowed(tmp_path, caplog):
         serve_ui(uri, host="0.0.0.0")
     for host in ("127.0.0.1", "localhost", "::1"):
         check_host(host, allow_remote=False)
-    with caplog.at_level(logging.WARNING, logger="hrseg.ui"):
+    with caplog.at_level(logging.WARNING, logger="hrseg.tracking.ui"):
         check_host("0.0.0.0", allow_remote=True)
     assert "without authentication" in caplog.text
 
@@ -76,10 +76,10 @@ def test_store_checks(tmp_path, caplog):
         resolve_store("http://127.0.0.1:5000")
     with pytest.raises(UiError, match=rf"directory {tmp_path / 'nope'} does not exist"):
         resolve_store(f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}")
-    with caplog.at_level(logging.WARNING, logger="hrseg.ui"):
+    with caplog.at_level(logging.WARNING, logger="hrseg.tracking.ui"):
         _, artifacts = resolve_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert "UI starts on an empty store" in caplog.text
-    assert artifacts == tmp_path / "mlartifacts"  # where hrseg.tracking puts the client's artifacts
+    assert artifacts == tmp_path / "mlartifacts"  # where hrseg.tracking.tracker puts the client's artifacts
 
 
 def test_default_store_is_the_tracking_uri(tmp_path, monkeypatch):
@@ -167,8 +167,8 @@ def _pgid(pid: int) -> int | None:
 
 @pytest.fixture
 def store_with_artifact(tmp_path, monkeypatch):
-    """A run logged by the client straight into SQLite, with one artifact (hrseg.tracking)."""
-    from hrseg.tracking import start_tracking
+    """A run logged by the client straight into SQLite, with one artifact (hrseg.tracking.tracker)."""
+    from hrseg.tracking.tracker import start_tracking
 
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}"
@@ -271,7 +271,7 @@ def test_failed_server_is_quoted_in_one_line():
 def test_a_left_over_server_on_the_same_store_is_reused(store_with_artifact):
     """What a SIGKILLed ``hrseg ui`` leaves behind (its ``mlflow server`` keeps listening) is
     found and reused by the next ``hrseg ui`` on the same store and port."""
-    from hrseg.ui import start_ui_background
+    from hrseg.tracking.ui import start_ui_background
 
     port = free_port()
     with start_ui_background(store_with_artifact["uri"], port=port) as url:

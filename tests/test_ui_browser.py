@@ -113,7 +113,7 @@ def smoke_store(env, tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def ui_url(smoke_store):
-    from hrseg.ui import start_ui_background
+    from hrseg.tracking.ui import start_ui_background
 
     with start_ui_background(smoke_store["uri"]) as url:
         yield url

@@ -32,7 +32,7 @@ def export_cli(
     The graph takes "image" (N x 3 x H x W float32, normalised) and returns "out" (logits at
     1/4 resolution) and, with --aux, "aux". Without --height/--width the size is dynamic.
     """
-    from hrseg.export import export_checkpoint
+    from hrseg.evaluation.export import export_checkpoint
 
     setup_logging(verbose)
     with user_errors():

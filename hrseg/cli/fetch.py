@@ -1,7 +1,7 @@
 """``hrseg fetch list|get|verify``: the pretrained-weight catalogue and its downloader.
 
 A sub-app, so that ``list`` and ``verify`` can never be mistaken for weight names. The work is
-done by ``hrseg.fetch`` (``fetch_many``, ``verify``); these commands parse options and print.
+done by ``hrseg.weights.download`` (``fetch_many``, ``verify``); these commands parse options and print.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def list_cli(
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Show the catalogue: name, kind, dataset, model, expected result, file name."""
-    from hrseg.fetch import CATALOGUE
+    from hrseg.weights.download import CATALOGUE
 
     with user_errors():
         fmt = "json" if as_json else fmt
@@ -80,7 +80,7 @@ def get_cli(
 
     Sources: --from, else each --mirror, then $HRSEG_WEIGHTS_MIRROR, then the catalogue URLs.
     """
-    from hrseg.fetch import fetch_many
+    from hrseg.weights.download import fetch_many
 
     _ensure_logging()
     with user_errors():
@@ -102,7 +102,7 @@ def verify_cli(
 
     Exit status 1 if any file's sha256 differs from what is expected.
     """
-    from hrseg.fetch import verify
+    from hrseg.weights.download import verify
 
     with user_errors():
         fmt = "json" if as_json else fmt

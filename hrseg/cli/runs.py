@@ -36,8 +36,8 @@ def runs_cli(
     start time, DVC experiment, run name. csv and json add recipe, mean acc, status,
     experiment, profile, git commit and the training run of an evaluation.
     """
-    from hrseg.runs import FORMATS, LISTED_STAGES, RunsError, by_stage, format_runs, list_runs
-    from hrseg.tracking import default_tracking_uri
+    from hrseg.tracking.runs import FORMATS, LISTED_STAGES, RunsError, by_stage, format_runs, list_runs
+    from hrseg.tracking.tracker import default_tracking_uri
 
     with user_errors():
         if fmt not in FORMATS:

@@ -27,7 +27,7 @@ def ui_cli(
     reused; any other process on the port is named. From another machine use an SSH tunnel:
     ssh -L 5000:127.0.0.1:5000 <this machine>, then open http://127.0.0.1:5000.
     """
-    from hrseg.ui import serve_ui
+    from hrseg.tracking.ui import serve_ui
 
     setup_logging(verbose)
 

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from hrseg import io
+from hrseg import io as hio
 from hrseg.config import flatten
-from hrseg.engine.distributed import DistInfo
 from hrseg.errors import HrsegError
 from hrseg.recipe import Recipe, load_recipe
+from hrseg.runtime.distributed import DistInfo
+from hrseg.visualize import denormalize, prediction_panel, save_png
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def write_log_csv(path: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in LOG_COLUMNS})
-    io.write_text(path, buffer.getvalue())
+    hio.write_text(path, buffer.getvalue())
 
 
 def training_curve(history: list[dict[str, Any]]) -> Any:
@@ -110,10 +111,9 @@ def training_curve(history: list[dict[str, Any]]) -> Any:
 
 def write_overlays(model: nn.Module, dataset: Dataset, recipe: Recipe, info: DistInfo, spec: Any, out: Path, count: int) -> list[Path]:
     """Titled ``image | ground truth | prediction`` panels with a legend of the classes present
-    (``hrseg.evaluation.visualize.prediction_panel``) for the first ``count`` validation images."""
+    (``hrseg.visualize.prediction_panel``) for the first ``count`` validation images."""
     import numpy as np
 
-    from hrseg.evaluation.visualize import denormalize, prediction_panel, save_png
 
     if count <= 0 or len(dataset) == 0:  # type: ignore[arg-type]
         return []
@@ -179,7 +179,7 @@ def start_run_tracking(
     tags: Mapping[str, Any] | None = None,
 ) -> Any:
     """The MLflow run of a training (rank 0; a disabled tracker elsewhere or when off/down)."""
-    from hrseg.tracking import params_from_dict, start_tracking
+    from hrseg.tracking.tracker import params_from_dict, start_tracking
 
     run_tags: dict[str, Any] = {
         "hrseg.recipe": recipe.name,

@@ -1,7 +1,7 @@
 """What a resumable training checkpoint holds, in a ``torch.load(weights_only=True)``-safe form.
 
 ``<out>/checkpoint.pth`` (latest, written atomically by rank 0) is our checkpoint format
-(``hrseg.checkpoint.make_checkpoint``) plus:
+(``hrseg.models.checkpoint.make_checkpoint``) plus:
 
 ``position``      ``{"epoch", "step", "global_step"}``: the next epoch to run and the optimizer
                   steps already done in it (``step > 0`` = a mid-epoch checkpoint);

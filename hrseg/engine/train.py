@@ -2,7 +2,7 @@
 
 Order of the functions = order in which they run: model and numerics, ``evaluate`` (per-epoch
 single-scale validation), ``train_one_epoch``, checkpoint writing, and ``train`` itself, which
-is the whole story. Data loading lives in ``hrseg.engine.data``, progress and result files in
+is the whole story. Data loading lives in ``hrseg.engine.loaders``, progress and result files in
 ``hrseg.engine.report``. State is passed as arguments; there is no trainer
 object. ``model`` is what we call (possibly DDP-wrapped), ``model_without_ddp`` the module.
 
@@ -42,20 +42,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hrseg import io
-from hrseg.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
+from hrseg import io as hio
 from hrseg.config import ConfigError
-from hrseg.engine.data import build_datasets, steps_in_epoch, train_loader, val_loader
-from hrseg.engine.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, wrap_model
+from hrseg.data import get_spec
+from hrseg.engine.loaders import build_datasets, steps_in_epoch, train_loader, val_loader
 from hrseg.engine.losses import SegmentationLoss
 from hrseg.engine.optim import build_optimizer, set_lr
 from hrseg.engine.report import Progress, start_run_tracking, training_curve, write_log_csv, write_overlays
 from hrseg.engine.schedule import Schedule, build_schedule
 from hrseg.engine.state import check_resumable, rng_state, seed_everything, set_rng_state
 from hrseg.errors import HrsegError
+from hrseg.metrics import ConfusionMatrix
+from hrseg.models.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
 from hrseg.models.segmentation import build_model_from_config
 from hrseg.recipe import Recipe
-from hrseg.tracking import RUN_FILE
+from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, wrap_model
+from hrseg.tracking.tracker import RUN_FILE
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,6 @@ class NonFiniteLossError(HrsegError):
 
 
 def dataset_spec(recipe: Recipe) -> Any:
-    from hrseg.data import get_spec
-
     return get_spec(recipe.data.dataset, recipe.data.classes)
 
 
@@ -146,12 +146,10 @@ def _to_device(batch: dict, info: DistInfo, channels_last: bool) -> tuple[torch.
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, recipe: Recipe, info: DistInfo, ignore_label: int) -> dict[str, Any]:
+def validate(model: nn.Module, loader: DataLoader, recipe: Recipe, info: DistInfo, ignore_label: int) -> dict[str, Any]:
     """Single-scale validation as in the official loop: main logits bilinearly resized to the
     label size, argmax, confusion matrix summed over ranks. Validation images padded by the
     dataset (``pad`` = bottom/right pixels) have the padding cropped first, as in testval."""
-    from hrseg.evaluation.metrics import ConfusionMatrix
-
     model.eval()
     if info.distributed:
         # every rank evaluates with rank 0's BatchNorm statistics (DDP syncs them only at forward)
@@ -451,17 +449,17 @@ def _train(
         import yaml
 
         out.mkdir(parents=True, exist_ok=True)
-        io.write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        hio.write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         tracker.log_dict(recipe.to_dict(), "config/recipe.yaml")
         if tracker.run_id:
             # lets `hrseg evaluate <out>/final.pth` link its run to this one; kept out of the
             # weight files so that they stay byte-identical between identical runs
-            io.write_json(out / RUN_FILE, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri})
+            hio.write_json(out / RUN_FILE, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri})
 
     def save(p: Position) -> None:
         rng = _gather_rng(info)  # a collective: every rank takes part
         if info.is_main:
-            io.torch_save(training_checkpoint(model_without_ddp, optimizer, scaler, recipe, info, p, rng, tracker.run_id), ckpt_path)
+            hio.torch_save(training_checkpoint(model_without_ddp, optimizer, scaler, recipe, info, p, rng, tracker.run_id), ckpt_path)
             log.info("checkpoint: epoch %d, iteration %d of the epoch -> %s", p.epoch + 1, p.step, ckpt_path)
 
     # RNG last: building the model above consumed random numbers
@@ -501,15 +499,15 @@ def _train(
             }
             last = epoch + 1 == schedule.total_epochs
             if (epoch + 1) % max(1, cfg.validate_every) == 0 or last:
-                metrics = evaluate(model_without_ddp, val_loader_, recipe, info, spec.ignore_label)
+                metrics = validate(model_without_ddp, val_loader_, recipe, info, spec.ignore_label)
                 row.update(val_miou=metrics["miou"], val_pixel_acc=metrics["pixel_acc"], val_mean_acc=metrics["mean_acc"])
                 tracker.log_metrics({"val/miou": metrics["miou"], "val/pixel_acc": metrics["pixel_acc"], "val/mean_acc": metrics["mean_acc"]}, step=epoch + 1)
                 if metrics["miou"] > pos.best_miou:
                     pos.best_miou, pos.best_epoch = metrics["miou"], epoch + 1
                     if info.is_main:
-                        io.torch_save(make_checkpoint(model_without_ddp, recipe.model, recipe=recipe.to_dict(), epoch=epoch + 1, metrics=_scalars(metrics)), out / BEST)
+                        hio.torch_save(make_checkpoint(model_without_ddp, recipe.model, recipe=recipe.to_dict(), epoch=epoch + 1, metrics=_scalars(metrics)), out / BEST)
                     if info.is_main and metrics.get("iou") is not None:
-                        io.write_json(out / "best_val_iou.json", {"epoch": epoch + 1, "miou": metrics["miou"], "iou": metrics["iou"]})
+                        hio.write_json(out / "best_val_iou.json", {"epoch": epoch + 1, "miou": metrics["miou"], "iou": metrics["iou"]})
                 log.info("epoch %d/%d: train loss %s, val mIoU %.4f (best %.4f, epoch %d)", epoch + 1, schedule.total_epochs, _fmt(row["train_loss"]), metrics["miou"], pos.best_miou, pos.best_epoch)
             else:
                 log.info("epoch %d/%d: train loss %s", epoch + 1, schedule.total_epochs, _fmt(row["train_loss"]))
@@ -563,15 +561,15 @@ def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_
     metrics = {k: v for k, v in metrics.items() if v is not None}
     if not info.is_main:
         return metrics
-    from hrseg.tracking import file_reference_tags
+    from hrseg.tracking.tracker import file_reference_tags
 
-    io.torch_save(make_checkpoint(model, recipe.model, recipe=recipe.to_dict(), epoch=pos.epoch, metrics=metrics), out / FINAL)
-    io.write_json(out / "metrics.json", metrics)
+    hio.torch_save(make_checkpoint(model, recipe.model, recipe=recipe.to_dict(), epoch=pos.epoch, metrics=metrics), out / FINAL)
+    hio.write_json(out / "metrics.json", metrics)
     write_log_csv(out / "log.csv", pos.history)
     fig = training_curve(pos.history)
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    io.write_bytes(out / "curve.png", buffer.getvalue())
+    hio.write_bytes(out / "curve.png", buffer.getvalue())
     overlays = write_overlays(model, val_set, recipe, info, spec, out / "overlays", recipe.eval.num_overlays)
 
     summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k.startswith(("best_", "final_"))}

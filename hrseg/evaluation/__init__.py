@@ -7,6 +7,6 @@ This package file only re-exports the light pieces; import ``evaluate``, ``predi
 """
 
 from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
-from hrseg.evaluation.metrics import ConfusionMatrix
+from hrseg.metrics import ConfusionMatrix
 
 __all__ = ["ConfusionMatrix", "finalize_prediction", "multi_scale_predict"]

@@ -34,25 +34,29 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from hrseg import io as hio
+from hrseg.data.catalog import get_spec
+from hrseg.data.dataset import build_dataset, worker_init_fn
+from hrseg.data.spec import DatasetSpec
 from hrseg.errors import HrsegError
 from hrseg.evaluation.inference import (
     InferenceMode,
     finalize_prediction,
     multi_scale_predict,
 )
-from hrseg.evaluation.metrics import ConfusionMatrix
-from hrseg.evaluation.progress import progress
+from hrseg.evaluation.loading import LoadedModel, load_model
+from hrseg.evaluation.submission import write_cityscapes_result
+from hrseg.metrics import ConfusionMatrix
 from hrseg.recipe import EvalConfig, Recipe
-
-if TYPE_CHECKING:
-    from hrseg.data.spec import DatasetSpec
+from hrseg.runtime.distributed import cleanup, init_distributed, rank_zero_logging
+from hrseg.runtime.progress import progress
+from hrseg.visualize import confusion_matrix_figure, prediction_panel, save_figure, save_label_png, save_png
 
 log = logging.getLogger(__name__)
 
@@ -124,64 +128,6 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 
 # --------------------------------------------------------------------------------------
-# Model
-# --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    """The model callable plus what evaluation needs to know about it."""
-
-    model: Any  # nn.Module or a prepared callable with .align_corners / .num_classes
-    align_corners: bool
-    num_classes: int
-    checkpoint: Path
-    checkpoint_meta: dict[str, Any]
-    report: str
-    path: str
-
-
-def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.device, *, path: str = "eager") -> LoadedModel:
-    """Build ``recipe.model``, load ``checkpoint`` strictly (ours or an official release) and
-    prepare it for inference along ``path`` (``hrseg.fast``; ``eager`` = the model as built)."""
-    from hrseg.checkpoint import detect_kind, load_checkpoint, read_checkpoint
-    from hrseg.models import build_model_from_config
-
-    checkpoint = Path(checkpoint)
-    data = read_checkpoint(checkpoint)
-    meta: dict[str, Any] = {}
-    if detect_kind(data) == "hrseg":
-        meta = {k: v for k, v in data.items() if k in ("mlflow_run_id", "epoch", "model_config")}
-        stored = data.get("model_config")
-        if isinstance(stored, dict) and "align_corners" in stored and bool(stored["align_corners"]) != recipe.model.align_corners:
-            log.warning(
-                "%s was trained with align_corners=%s but the recipe says %s; evaluating with the recipe's value",
-                checkpoint, stored["align_corners"], recipe.model.align_corners,
-            )  # fmt: skip
-    del data
-    model = build_model_from_config(recipe.model)
-    report = load_checkpoint(model, checkpoint)
-    log.info("%s", report.summary())
-    model = model.to(device).eval()
-    chosen = "eager"
-    if path != "eager":
-        from hrseg.fast import prepare_inference_model
-
-        prepared = prepare_inference_model(model, path, device)
-        chosen = prepared.path
-        model = prepared
-    return LoadedModel(
-        model=model,
-        align_corners=bool(recipe.model.align_corners),
-        num_classes=int(recipe.model.num_classes),
-        checkpoint=checkpoint,
-        checkpoint_meta=meta,
-        report=report.summary(),
-        path=chosen,
-    )
-
-
-# --------------------------------------------------------------------------------------
 # Sharding
 # --------------------------------------------------------------------------------------
 
@@ -211,35 +157,6 @@ def protocol_scores(loaded: LoadedModel, image: torch.Tensor, spec: DatasetSpec,
 # --------------------------------------------------------------------------------------
 # Outputs
 # --------------------------------------------------------------------------------------
-
-
-def cityscapes_label_id_lut() -> np.ndarray:
-    """256-entry uint8 table trainId -> labelId (``cityscapesscripts``); other values -> 0."""
-    from hrseg.data.cityscapes import train_id_to_label_id
-
-    lut = np.zeros(256, np.uint8)
-    for train_id, label_id in train_id_to_label_id().items():
-        lut[train_id] = label_id
-    return lut
-
-
-def cityscapes_label_id_palette() -> list[tuple[int, int, int]]:
-    """The official colour of every labelId 0..33 (for viewing submission PNGs)."""
-    from cityscapesscripts.helpers.labels import labels
-
-    palette = [(0, 0, 0)] * 34
-    for label in labels:
-        if 0 <= label.id < 34:
-            palette[label.id] = tuple(label.color)
-    return palette
-
-
-def write_cityscapes_result(path: str | os.PathLike, pred_train_ids: np.ndarray | torch.Tensor) -> None:
-    """A submission-ready labelId PNG (palettised, values = labelIds) from trainId predictions."""
-    from hrseg.evaluation.visualize import save_label_png
-
-    pred = pred_train_ids.cpu().numpy() if isinstance(pred_train_ids, torch.Tensor) else np.asarray(pred_train_ids)
-    save_label_png(path, cityscapes_label_id_lut()[pred.astype(np.uint8)], cityscapes_label_id_palette())
 
 
 def per_class_csv(class_names: Sequence[str], result: dict[str, Any]) -> str:
@@ -297,15 +214,13 @@ def evaluate(
     and sliding windows included: 1 runs the official one-input-at-a-time order and gives
     bit-identical scores to it, 2 runs each image with its mirror image (faster on GPUs; on
     CPU the scores then differ by float rounding, ~1e-6 relative); ``path`` picks the inference path
-    (``hrseg.fast.INFERENCE_PATHS``; the default ``auto`` is the fastest path within float32
+    (``hrseg.evaluation.inference_paths.INFERENCE_PATHS``; the default ``auto`` is the fastest path within float32
     tolerance on this device; ``eager`` reproduces the official numerics bit for bit); ``num_samples`` keeps the first N images;
     ``save_predictions`` also writes ``predictions/<name>.png`` (palettised class indices).
 
     MLflow (rank 0, ``tracking``): ``tags`` are added to the run's tags; ``train_run_id`` (else
     the checkpoint's ``mlflow_run_id``) becomes the ``hrseg.train_run_id`` tag linking the
     training run; ``profile`` the ``hrseg.profile`` tag."""
-    from hrseg.engine.distributed import cleanup, init_distributed, rank_zero_logging
-
     recipe = with_protocol(recipe, scales=scales, flip=flip, split=split, batch_size=batch_size)
     info = init_distributed(device)
     try:
@@ -336,16 +251,6 @@ def _evaluate(
     extra_tags: Mapping[str, Any],
     train_run_id: str | None,
 ) -> dict[str, Any]:
-    from hrseg.data.catalog import get_spec
-    from hrseg.data.dataset import build_dataset, worker_init_fn
-    from hrseg.evaluation.visualize import (
-        confusion_matrix_figure,
-        prediction_panel,
-        save_figure,
-        save_label_png,
-        save_png,
-    )
-
     spec = get_spec(recipe.data.dataset, recipe.data.classes)
     if spec.num_classes != recipe.model.num_classes:
         raise EvaluationError(
@@ -454,7 +359,7 @@ def _start_tracking(
     train_run_id: str | None,
 ) -> Any:
     """An MLflow run for this evaluation (rank 0; disabled tracker elsewhere or when off)."""
-    from hrseg.tracking import (
+    from hrseg.tracking.tracker import (
         disabled_tracker,
         find_run_by_tag,
         params_from_dict,

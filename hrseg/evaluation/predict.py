@@ -38,11 +38,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hrseg.config import from_dict
+from hrseg.data.catalog import get_spec
+from hrseg.data.image_io import read_image
+from hrseg.data.transforms import EvalTransform
 from hrseg.errors import HrsegError
-from hrseg.evaluation.evaluate import first_item, load_model, protocol_scores
+from hrseg.evaluation.evaluate import first_item, protocol_scores, with_protocol
 from hrseg.evaluation.inference import finalize_prediction
-from hrseg.evaluation.progress import progress
+from hrseg.evaluation.loading import load_model
+from hrseg.models.checkpoint import model_config_from_file, read_checkpoint
 from hrseg.recipe import EvalConfig, Recipe
+from hrseg.runtime.distributed import select_device
+from hrseg.runtime.progress import progress
+from hrseg.visualize import overlay, save_label_png, save_png
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,7 @@ def output_names(base: Path, files: Sequence[Path]) -> dict[Path, Path]:
     return names
 
 
-def resolve_recipe(
+def recipe_for_checkpoint(
     checkpoint: str | os.PathLike,
     *,
     recipe: Recipe | None = None,
@@ -119,9 +127,6 @@ def resolve_recipe(
     align_corners: bool | None = None,
 ) -> Recipe:
     """The recipe whose model, dataset and eval sizing ``predict`` uses (see module docstring)."""
-    from hrseg.checkpoint import read_checkpoint
-    from hrseg.config import from_dict
-    from hrseg.data.catalog import get_spec
 
     if recipe is not None and dataset is not None and dataset != recipe.data.dataset:
         raise PredictError(f"recipe {recipe.name!r} is for dataset {recipe.data.dataset!r}, not {dataset!r}; pass only one of --recipe/--dataset")
@@ -140,7 +145,6 @@ def resolve_recipe(
     if recipe is None:
         if dataset is None:
             raise PredictError(f"{checkpoint} does not name its dataset: pass --recipe NAME or --dataset NAME")
-        from hrseg.checkpoint import model_config_from_file
 
         spec = get_spec(dataset)
         model_cfg, kind = model_config_from_file(checkpoint)
@@ -168,7 +172,6 @@ class _ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict:
-        from hrseg.data.image_io import read_image
 
         path = self.files[index]
         try:
@@ -199,19 +202,14 @@ def predict(
     workers: int = 2,
 ) -> PredictReport:
     """Segment ``inputs`` (an image or a folder) with ``checkpoint``; write label PNGs and
-    overlays to ``out_dir``. ``path`` is the ``hrseg.fast`` inference path (``auto`` = the
+    overlays to ``out_dir``. ``path`` is the ``hrseg.evaluation.inference_paths`` inference path (``auto`` = the
     fastest one that stays within float32 tolerance; ``eager`` = exact); ``batch_size`` the
     network inputs per forward pass (see ``hrseg.evaluation.evaluate.evaluate``)."""
-    from hrseg.data.catalog import get_spec
-    from hrseg.data.transforms import EvalTransform
-    from hrseg.engine.distributed import select_device
-    from hrseg.evaluation.evaluate import with_protocol
-    from hrseg.evaluation.visualize import overlay, save_label_png, save_png
 
     base, files = find_images(inputs)
     names = output_names(base, files)
     out = Path(out_dir)
-    recipe = with_protocol(resolve_recipe(checkpoint, recipe=recipe, dataset=dataset, align_corners=align_corners), scales=scales, flip=flip, batch_size=batch_size)
+    recipe = with_protocol(recipe_for_checkpoint(checkpoint, recipe=recipe, dataset=dataset, align_corners=align_corners), scales=scales, flip=flip, batch_size=batch_size)
     spec = get_spec(recipe.data.dataset, recipe.data.classes)
     ev = recipe.eval
     dev = select_device(device)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hrseg.checkpoint import make_checkpoint
 from hrseg.cli import app
 from hrseg.io import torch_save
 from hrseg.models import ModelConfig, build_model_from_config
+from hrseg.models.checkpoint import make_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hrseg.cli import app
-from hrseg.fetch import CATALOGUE, LEDGER_NAME, MIRROR_ENV, read_ledger
+from hrseg.weights.download import CATALOGUE, LEDGER_NAME, MIRROR_ENV, read_ledger
 
 WIDE = {"COLUMNS": "250"}
 DATA = b"not really weights" * 1000

@@ -10,8 +10,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from hrseg.catalogue import CATALOGUE
 from hrseg.cli import app
+from hrseg.weights.catalogue import CATALOGUE
 
 NARROW = {"COLUMNS": "80"}
 COMMANDS = [

@@ -12,9 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hrseg import io as hio
-from hrseg.checkpoint import make_checkpoint
 from hrseg.cli import app
 from hrseg.models import build_model_from_config
+from hrseg.models.checkpoint import make_checkpoint
 from hrseg.models.segmentation import ModelConfig
 from hrseg.recipe import recipe_from_dict
 

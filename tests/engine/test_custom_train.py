@@ -109,7 +109,7 @@ def test_six_classes_predict_with_the_user_palette(six_class_run, tmp_path):
 def test_six_classes_export(six_class_run, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from hrseg.export import export_checkpoint
+    from hrseg.evaluation.export import export_checkpoint
 
     _, run, _, _ = six_class_run
     path = export_checkpoint(run / "final.pth", tmp_path / "model.onnx", height=64, width=64)

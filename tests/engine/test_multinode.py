@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from hrseg.checkpoint import read_checkpoint
-from hrseg.engine.distributed import DistributedError, LaunchConfig, torchrun_args
+from hrseg.models.checkpoint import read_checkpoint
+from hrseg.runtime.distributed import DistributedError, LaunchConfig, torchrun_args
 
 
 def _free_port() -> int:

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from hrseg.config import ConfigError
-from hrseg.engine.distributed import DistributedError, RankFilter, init_distributed, select_device
 from hrseg.engine.optim import build_optimizer, set_lr
 from hrseg.engine.state import ResumeError, check_resumable, recipe_differences, rng_state, set_rng_state
 from hrseg.models import build_model
 from hrseg.recipe import Recipe, TrainConfig
+from hrseg.runtime.distributed import DistributedError, RankFilter, init_distributed, select_device
 
 
 @pytest.fixture(scope="module")

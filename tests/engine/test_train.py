@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from hrseg.checkpoint import load_checkpoint, model_config_from_file, read_checkpoint
 from hrseg.engine.schedule import poly_lr
 from hrseg.engine.train import NonFiniteLossError, train
 from hrseg.models import build_model_from_config
+from hrseg.models.checkpoint import load_checkpoint, model_config_from_file, read_checkpoint
 
 
 def read_log(path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hrseg.checkpoint import CheckpointError
 from hrseg.engine.train import train
+from hrseg.models.checkpoint import CheckpointError
 
 
 def test_corrupt_resume_state_says_what_it_is_and_suggests_no_resume(tiny_recipe, tmp_path):

@@ -22,23 +22,23 @@ def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
     out = tmp_path / "run"
 
     # interrupt the run in its second validation (after the epoch-1 checkpoint)
-    real_evaluate = engine_train.evaluate
+    real_validate = engine_train.validate
     calls = []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
+        return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(engine_train, "evaluate", interrupted)
+    monkeypatch.setattr(engine_train, "validate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(recipe, out, tracking_uri=uri, profile="smoke", tags={"pipeline.id": "p1"})
     client = MlflowClient(uri)
     [run] = client.search_runs(client.get_experiment_by_name("hrseg/cityscapes").experiment_id)
     assert run.info.status == "KILLED"
 
-    monkeypatch.setattr(engine_train, "evaluate", real_evaluate)
+    monkeypatch.setattr(engine_train, "validate", real_validate)
     metrics = train(recipe, out, tracking_uri=uri, profile="smoke", tags={"pipeline.id": "p1"})  # same command: resumes
 
     runs = client.search_runs(run.info.experiment_id)

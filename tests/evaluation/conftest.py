@@ -109,8 +109,8 @@ def tiny_recipe(dataset: str, root, lists, num_classes: int, **eval_cfg):
 def write_tiny_checkpoint(path, num_classes: int, **extra):
     """A calibrated tiny OCR model saved in our checkpoint format."""
     from hrseg import io as hio
-    from hrseg.checkpoint import make_checkpoint
     from hrseg.models import build_model_from_config
+    from hrseg.models.checkpoint import make_checkpoint
     from hrseg.models.segmentation import ModelConfig
 
     cfg = ModelConfig(**TINY_MODEL, num_classes=num_classes)

@@ -11,7 +11,7 @@ from hrseg import io as hio
 from hrseg.data.dataset import build_dataset
 from hrseg.data.image_io import read_label
 from hrseg.evaluation.evaluate import write_cityscapes_result
-from hrseg.evaluation.metrics import ConfusionMatrix
+from hrseg.metrics import ConfusionMatrix
 
 
 def _cityscapes_eval(predictions: list[str], ground_truth: list[str], monkeypatch) -> dict:

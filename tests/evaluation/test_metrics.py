@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hrseg.errors import HrsegError
-from hrseg.evaluation.metrics import ConfusionMatrix
+from hrseg.metrics import ConfusionMatrix
 
 
 def test_counts_rows_label_columns_prediction_and_drops_ignored():

@@ -13,7 +13,7 @@ from hrseg.data.image_io import read_image
 from hrseg.data.transforms import EvalTransform
 from hrseg.errors import HrsegError
 from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
-from hrseg.evaluation.predict import find_images, output_names, predict, resolve_recipe
+from hrseg.evaluation.predict import find_images, output_names, predict, recipe_for_checkpoint
 
 
 @pytest.fixture()
@@ -58,17 +58,17 @@ def test_settings_come_from_recipe_checkpoint_or_dataset(synth_data, tmp_path, m
     make_checkpoint(tmp_path / "with_recipe.pth", 150, recipe=recipe.to_dict())
     make_checkpoint(tmp_path / "bare.pth", 150)
 
-    stored = resolve_recipe(tmp_path / "with_recipe.pth")
+    stored = recipe_for_checkpoint(tmp_path / "with_recipe.pth")
     assert stored.eval.crop_size == (64, 64) and stored.data.dataset == "ade20k"
-    by_name = resolve_recipe(tmp_path / "bare.pth", dataset="ade20k", align_corners=False)
+    by_name = recipe_for_checkpoint(tmp_path / "bare.pth", dataset="ade20k", align_corners=False)
     assert by_name.eval.crop_size == (520, 520) and by_name.eval.base_size == 520
     assert by_name.model.num_classes == 150 and by_name.model.align_corners is False
     with pytest.raises(HrsegError, match="--recipe NAME or --dataset NAME"):
-        resolve_recipe(tmp_path / "bare.pth")
+        recipe_for_checkpoint(tmp_path / "bare.pth")
     with pytest.raises(HrsegError, match="has 150 classes but dataset 'cityscapes' has 19"):
-        resolve_recipe(tmp_path / "bare.pth", dataset="cityscapes")
+        recipe_for_checkpoint(tmp_path / "bare.pth", dataset="cityscapes")
     with pytest.raises(HrsegError, match="trained on 'ade20k'"):
-        resolve_recipe(tmp_path / "with_recipe.pth", dataset="lip")
+        recipe_for_checkpoint(tmp_path / "with_recipe.pth", dataset="lip")
 
 
 def test_find_images(folder, tmp_path):

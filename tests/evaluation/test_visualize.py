@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrseg.evaluation.visualize import PANEL_TITLES, classes_present, prediction_figure, prediction_panel
+from hrseg.visualize import PANEL_TITLES, classes_present, prediction_figure, prediction_panel
 
 PALETTE = [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156)]
 NAMES = ["road", "sidewalk", "building", "wall"]

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from hrseg.checkpoint import load_checkpoint
 from hrseg.errors import HrsegError
 from hrseg.models import BACKBONES, MODELS, build_model, parse_model_name
+from hrseg.models.checkpoint import load_checkpoint
 from hrseg.models.complexity import count
 
 

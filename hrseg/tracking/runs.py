@@ -1,7 +1,7 @@
 """Query the MLflow store and format a comparison table of runs (``hrseg runs``).
 
 ``list_runs()`` reads every run of the chosen experiments into one row per run, from what
-training and evaluation log (``hrseg.tracking``): tags ``hrseg.dataset``, ``hrseg.stage``,
+training and evaluation log (``hrseg.tracking.tracker``): tags ``hrseg.dataset``, ``hrseg.stage``,
 ``hrseg.recipe``, ``hrseg.model``, ``dvc.exp_name``, ``git.commit``; params ``train.lr``,
 ``train.epochs``; metrics ``miou``/``pixel_acc``/``mean_acc`` (evaluation runs) or
 ``final_miou``/``final_pixel_acc``/``final_mean_acc`` (finished training runs), else the last
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hrseg.errors import HrsegError
+from hrseg.tracking.tracker import default_tracking_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -177,7 +178,6 @@ def list_runs(uri: str | None = None, experiments: Iterable[str] | None = None) 
     unreadable store or an unknown experiment. An empty store gives an empty frame."""
     import pandas as pd  # only where used (see run_row)
 
-    from hrseg.tracking import default_tracking_uri
 
     uri = uri or default_tracking_uri()
     check_local_store(uri)

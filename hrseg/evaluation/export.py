@@ -30,6 +30,8 @@ from torch import nn
 
 from hrseg.errors import HrsegError
 from hrseg.io import write_bytes
+from hrseg.models import build_model_from_config
+from hrseg.models.checkpoint import load_checkpoint, model_config_from_file
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +212,6 @@ def export_checkpoint(
     batch, height and width free (``height`` x ``width`` then only sets the example input,
     default ``DEFAULT_EXAMPLE_SIZE``); with neither, the export is dynamic. ``align_corners``
     overrides the checkpoint's value (official files do not record it; their models use True)."""
-    from hrseg.checkpoint import load_checkpoint, model_config_from_file
-    from hrseg.models import build_model_from_config
-
     if fmt not in FORMATS:
         raise ExportError(f"unsupported export format {fmt!r}; valid: {', '.join(FORMATS)}")
     if (height is None) != (width is None):

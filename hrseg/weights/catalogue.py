@@ -6,12 +6,12 @@ Two kinds of entries:
     HRNet-Image-Classification backbones, used as ``train.pretrained`` to initialise training.
 ``segmentation``
     The checkpoints released with the HRNet-OCR branch of HRNet-Semantic-Segmentation, loadable
-    with ``hrseg.checkpoint.load_checkpoint`` for evaluation or fine-tuning.
+    with ``hrseg.models.checkpoint.load_checkpoint`` for evaluation or fine-tuning.
 
 Every download URL below was read from an official README; ``url_source`` on each entry says which one.
 No sha256 is written here because none of these files could be downloaded while the catalogue
 was assembled: the first successful download records its hash in a ledger next to the weights
-(see ``hrseg.fetch``) and later downloads must match it. Where no direct download URL could be
+(see ``hrseg.weights.download``) and later downloads must match it. Where no direct download URL could be
 confirmed the entry has no URLs, ``notes`` says why, and ``manual`` says where a person can get
 the file; ``hrseg fetch get NAME --from PATH`` then imports it.
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from hrseg.engine.distributed import DistInfo
+from hrseg.data import build_dataset, worker_init_fn
 from hrseg.recipe import Recipe
+from hrseg.runtime.distributed import DistInfo
 
 
 class ResumableDistributedSampler(DistributedSampler):
@@ -51,22 +51,12 @@ class ShardSampler(Sampler[int]):
 
 def build_datasets(recipe: Recipe, seed: int) -> dict[str, Dataset]:
     """``train`` (+ ``extra`` for extra epochs) and ``val`` datasets (``hrseg.data`` contract)."""
-    from hrseg.data import build_dataset
-
     data = recipe.data
     sets = {"train": build_dataset(data, data.train_split, train=True, seed=seed)}
     if recipe.train.extra_epochs > 0:
         sets["extra"] = build_dataset(data, recipe.train.extra_split, train=True, seed=seed)
     sets["val"] = build_dataset(data, data.val_split, train=False, seed=seed, num_samples=data.val_num_samples)
     return sets
-
-
-def _worker_init_fn() -> Any:
-    try:
-        from hrseg.data import worker_init_fn
-    except ImportError:
-        return None
-    return worker_init_fn
 
 
 def train_loader(dataset: Dataset, recipe: Recipe, info: DistInfo, epoch: int, start_step: int) -> DataLoader:
@@ -85,7 +75,7 @@ def train_loader(dataset: Dataset, recipe: Recipe, info: DistInfo, epoch: int, s
         num_workers=recipe.data.num_workers,
         pin_memory=info.device.type == "cuda",
         drop_last=True,
-        worker_init_fn=_worker_init_fn(),
+        worker_init_fn=worker_init_fn,
         # a private generator: creating the iterator must not consume the global RNG
         generator=torch.Generator().manual_seed(cfg.seed + epoch),
     )
@@ -104,6 +94,6 @@ def val_loader(dataset: Dataset, recipe: Recipe, info: DistInfo) -> DataLoader:
         sampler=ShardSampler(len(dataset), info.world_size, info.rank),  # type: ignore[arg-type]
         num_workers=recipe.data.num_workers,
         pin_memory=info.device.type == "cuda",
-        worker_init_fn=_worker_init_fn(),
+        worker_init_fn=worker_init_fn,
         generator=torch.Generator().manual_seed(recipe.train.seed),
     )

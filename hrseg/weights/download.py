@@ -1,6 +1,6 @@
 """Fetch pretrained weights: mirrors, resumable downloads, retries, sha256 checks, atomic placement.
 
-``fetch(name, dest_dir)`` puts the catalogue file ``name`` (see ``hrseg.catalogue``) at
+``fetch(name, dest_dir)`` puts the catalogue file ``name`` (see ``hrseg.weights.catalogue``) at
 ``dest_dir/<filename>`` and returns that path. Sources are tried in this order:
 
 1. ``source=`` (``hrseg fetch get NAME --from PATH``): only that file or URL;
@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hrseg import io as hio
-from hrseg.catalogue import CATALOGUE, Benchmark, CatalogueError, WeightEntry, get_entry
 from hrseg.errors import HrsegError
+from hrseg.weights.catalogue import CATALOGUE, Benchmark, CatalogueError, WeightEntry, get_entry
 
 __all__ = [
     "CATALOGUE",

@@ -8,7 +8,7 @@ jobs are not used here) - and with artifact serving pointed at the store's ``mla
 directory:
 
 - runs logged by the client straight into a local SQLite store keep their artifacts under
-  ``file://<store dir>/mlartifacts/<experiment>/`` (``hrseg.tracking`` fixes that location when
+  ``file://<store dir>/mlartifacts/<experiment>/`` (``hrseg.tracking.tracker`` fixes that location when
   it creates an experiment); the server reads those local paths directly;
 - runs logged *through* this server (``MLFLOW_TRACKING_URI=http://127.0.0.1:5000``) get
   ``mlflow-artifacts:/`` locations, proxied to the same ``<store dir>/mlartifacts/``.
@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import IO
 
 from hrseg.errors import HrsegError
-from hrseg.runs import check_local_store
+from hrseg.tracking.runs import check_local_store
+from hrseg.tracking.tracker import default_tracking_uri, repo_root
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ def resolve_store(uri: str | None = None) -> tuple[str, Path]:
     The artifacts directory is ``mlartifacts/`` next to a SQLite database, else the repository
     root's ``mlartifacts/``. An HTTP(S) URI is already a server and is refused with the advice
     to open it in a browser."""
-    from hrseg.tracking import default_tracking_uri, repo_root
-
     uri = uri or default_tracking_uri()
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
     if scheme in ("http", "https", "databricks"):

@@ -47,6 +47,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from hrseg.errors import HrsegError
+from hrseg.evaluation.export import export_onnx
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,6 @@ def _onnx_runner(model: nn.Module, sample_size: tuple[int, int], has_aux: bool) 
         raise InferencePathError(f"inference path 'onnx' needs {' and '.join(missing)}, not installed here; pip install 'hrseg[onnx]'")
     import onnxruntime as ort
 
-    from hrseg.export import export_onnx
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()

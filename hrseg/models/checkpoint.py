@@ -37,8 +37,10 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import nn
 
+from hrseg.config import from_dict, to_dict
 from hrseg.errors import HrsegError
-from hrseg.models.segmentation import ModelConfig
+from hrseg.models.hrnet import HRNET_CONFIGS
+from hrseg.models.segmentation import HEADS, ModelConfig, build_model
 
 CheckpointKind = Literal["auto", "segmentation", "imagenet", "hrseg", "state_dict"]
 BNFormat = Literal["auto", "standard", "inplace_abn"]
@@ -297,9 +299,6 @@ def _mismatch_hint(state: Mapping[str, torch.Tensor], model: nn.Module) -> str:
 def infer_model_config(state: Mapping[str, torch.Tensor], **overrides: Any) -> ModelConfig:
     """Guess backbone, head and class count from a (prefix-free) state dict by comparing its
     keys and shapes with every known architecture (built on the meta device)."""
-    from hrseg.models.hrnet import HRNET_CONFIGS
-    from hrseg.models.segmentation import HEADS, build_model
-
     head = "ocr" if "cls_head.weight" in state else "fcn" if "last_layer.3.weight" in state else None
     if head is None:
         raise CheckpointError("cannot tell the head: neither cls_head.weight (OCR) nor last_layer.3.weight (FCN) present")
@@ -332,8 +331,6 @@ def infer_model_config(state: Mapping[str, torch.Tensor], **overrides: Any) -> M
 
 def model_config_from_file(path: str | os.PathLike, **overrides: Any) -> tuple[ModelConfig, str]:
     """The ``ModelConfig`` stored in an hrseg checkpoint, or inferred from an official one."""
-    from hrseg.config import from_dict
-
     data = read_checkpoint(path)
     kind = detect_kind(data)
     if kind == "hrseg" and isinstance(data.get("model_config"), Mapping):
@@ -351,8 +348,6 @@ def model_config_from_file(path: str | os.PathLike, **overrides: Any) -> tuple[M
 
 def make_checkpoint(model: nn.Module, model_config: ModelConfig, **extra: Any) -> dict[str, Any]:
     """Our checkpoint format: a plain dict that ``torch.load(weights_only=True)`` reads."""
-    from hrseg.config import to_dict
-
     module = model.module if hasattr(model, "module") else model
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     return {"format": HRSEG_FORMAT, "version": 1, "model_config": to_dict(model_config), "model": state, **extra}

@@ -1,0 +1,69 @@
+"""Loading a segmentation checkpoint for inference: build the recipe's model, load ours or an
+official release strictly, and prepare it along an inference path (``inference_paths``).
+``evaluate``, ``predict`` and ``export`` share it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrseg.evaluation.inference_paths import prepare_inference_model
+from hrseg.models import build_model_from_config
+from hrseg.models.checkpoint import detect_kind, load_checkpoint, read_checkpoint
+from hrseg.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """The model callable plus what evaluation needs to know about it."""
+
+    model: Any  # nn.Module or a prepared callable with .align_corners / .num_classes
+    align_corners: bool
+    num_classes: int
+    checkpoint: Path
+    checkpoint_meta: dict[str, Any]
+    report: str
+    path: str
+
+
+def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.device, *, path: str = "eager") -> LoadedModel:
+    """Build ``recipe.model``, load ``checkpoint`` strictly (ours or an official release) and
+    prepare it for inference along ``path`` (``hrseg.evaluation.inference_paths``; ``eager`` = the model as built)."""
+    checkpoint = Path(checkpoint)
+    data = read_checkpoint(checkpoint)
+    meta: dict[str, Any] = {}
+    if detect_kind(data) == "hrseg":
+        meta = {k: v for k, v in data.items() if k in ("mlflow_run_id", "epoch", "model_config")}
+        stored = data.get("model_config")
+        if isinstance(stored, dict) and "align_corners" in stored and bool(stored["align_corners"]) != recipe.model.align_corners:
+            log.warning(
+                "%s was trained with align_corners=%s but the recipe says %s; evaluating with the recipe's value",
+                checkpoint, stored["align_corners"], recipe.model.align_corners,
+            )  # fmt: skip
+    del data
+    model = build_model_from_config(recipe.model)
+    report = load_checkpoint(model, checkpoint)
+    log.info("%s", report.summary())
+    model = model.to(device).eval()
+    chosen = "eager"
+    if path != "eager":
+        prepared = prepare_inference_model(model, path, device)
+        chosen = prepared.path
+        model = prepared
+    return LoadedModel(
+        model=model,
+        align_corners=bool(recipe.model.align_corners),
+        num_classes=int(recipe.model.num_classes),
+        checkpoint=checkpoint,
+        checkpoint_meta=meta,
+        report=report.summary(),
+        path=chosen,
+    )
