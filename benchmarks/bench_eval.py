@@ -138,13 +138,13 @@ def _runners(case: Case) -> dict:
     fast = prepare_inference_model(model, "auto")
     runners = {
         "plain_loop": lambda: reference_predict(model, image, num_classes=19, align_corners=True, **kw),
-        "hrseg_eager": lambda: multi_scale_predict(model, image, max_batch=1, num_classes=19, align_corners=True, **kw),
-        "hrseg_batch2": lambda: multi_scale_predict(model, image, max_batch=2, num_classes=19, align_corners=True, **kw),
-        "hrseg_auto": lambda: multi_scale_predict(fast, image, max_batch=1, num_classes=19, align_corners=True, **kw),
+        "hrseg_eager": lambda: multi_scale_predict(model, image, max_batch=1, num_classes=19, **kw),
+        "hrseg_batch2": lambda: multi_scale_predict(model, image, max_batch=2, num_classes=19, **kw),
+        "hrseg_auto": lambda: multi_scale_predict(fast, image, max_batch=1, num_classes=19, **kw),
     }
     if "hrseg_onnx" in METHODS:
         onnx = prepare_inference_model(model, "onnx", sample_size=case.crop)
-        runners["hrseg_onnx"] = lambda: multi_scale_predict(onnx, image, max_batch=1, num_classes=19, align_corners=True, **kw)
+        runners["hrseg_onnx"] = lambda: multi_scale_predict(onnx, image, max_batch=1, num_classes=19, **kw)
     return runners
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
 from hrseg.evaluation.evaluate import evaluate, parse_scales
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
 from hrseg.runtime import parse_isa, pin_cpu_numerics
@@ -25,6 +26,7 @@ def evaluate_cli(
     data_root: Annotated[str | None, typer.Option(help="Read the dataset from <data-root>/<folder>, as the pipeline's data_root does (default: data).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value, e.g. --set eval.ade20k_pad_quirk=true (repeatable).")] = None,
     batch: Annotated[int | None, typer.Option(help="Network inputs per forward pass, mirrored copies and windows included (default: the recipe's eval.batch_size, 1 = the official order, bit-exact; 2+ is faster on GPUs).")] = None,
+    align_corners: Annotated[bool | None, typer.Option("--align-corners/--no-align-corners", help=ALIGN_CORNERS_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
     path: Annotated[str, typer.Option(help="Inference path: auto (default: fastest within float32 tolerance), eager (bit-exact official arithmetic), channels_last, folded, folded_cl, onnx, cuda_fp16, cuda_bf16.")] = "auto",
     num_samples: Annotated[int | None, typer.Option(help="Evaluate only the first N images of the list.")] = None,
@@ -43,7 +45,8 @@ def evaluate_cli(
     splits: test_results/<name>.png, for Cityscapes submission-ready labelId PNGs).
 
     Several GPUs or processes: torchrun --standalone --nproc-per-node=4 -m hrseg.cli evaluate ...
-    (each process evaluates every 4th image; the confusion matrices are summed)."""
+    (each process evaluates every 4th image; the confusion matrices are summed). The log says
+    which source decided align_corners (see --align-corners)."""
     setup_logging(verbose)
     with user_errors():
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
@@ -56,6 +59,7 @@ def evaluate_cli(
             flip=flip,
             split=split,
             batch_size=batch,
+            align_corners=align_corners,
             device=device,
             path=path,
             num_samples=num_samples,

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
+from hrseg.evaluation.export import export_checkpoint
 
 
 @app.command("export")
@@ -19,10 +21,7 @@ def export_cli(
     width: Annotated[int | None, typer.Option(help="Fixed input width (with --height).")] = None,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Free batch, height and width (the default when no size is given).")] = False,
     aux: Annotated[bool, typer.Option("--aux", help="Also output the OCR auxiliary logits ('aux').")] = False,
-    align_corners: Annotated[
-        bool | None,
-        typer.Option("--align-corners/--no-align-corners", help="Override the model's align_corners (official checkpoints do not record it; the official models use --align-corners)."),
-    ] = None,
+    align_corners: Annotated[bool | None, typer.Option("--align-corners/--no-align-corners", help=ALIGN_CORNERS_HELP)] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: 17 torchscript, 18 dynamo).")] = None,
     exporter: Annotated[str, typer.Option(help="auto | torchscript | dynamo (auto = torchscript while torch ships it).")] = "auto",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
@@ -31,9 +30,8 @@ def export_cli(
 
     The graph takes "image" (N x 3 x H x W float32, normalised) and returns "out" (logits at
     1/4 resolution) and, with --aux, "aux". Without --height/--width the size is dynamic.
+    The log says which source decided align_corners (see --align-corners).
     """
-    from hrseg.evaluation.export import export_checkpoint
-
     setup_logging(verbose)
     with user_errors():
         path = export_checkpoint(

@@ -8,6 +8,11 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, err_console, setup_logging, user_errors
+from hrseg.errors import HrsegError
+from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
+from hrseg.evaluation.evaluate import parse_scales
+from hrseg.evaluation.predict import predict
+from hrseg.recipe import load_recipe
 
 #: Exit status when some images could not be read or segmented (the others were written).
 EXIT_SOME_FAILED = 2
@@ -19,10 +24,10 @@ def predict_cli(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="hrseg checkpoint or released official .pth file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory for label PNGs and overlays/.")],
     recipe: Annotated[str | None, typer.Option(help="Recipe name or YAML: model, dataset and test sizing.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset name (palette, classes, official test sizing) when no recipe is given.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (palette, classes; test sizes from params/full/<dataset>_hrnet.yaml) when no recipe is given.")] = None,
     scales: Annotated[str | None, typer.Option(help="Test scales, comma-separated (default: the recipe's, else 1.0).")] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Average with the mirrored image.")] = None,
-    align_corners: Annotated[bool | None, typer.Option("--align-corners/--no-align-corners", help="Override the model's align_corners (official FCN checkpoints for Cityscapes/LIP/PASCAL-Context: --no-align-corners).")] = None,
+    align_corners: Annotated[bool | None, typer.Option("--align-corners/--no-align-corners", help=ALIGN_CORNERS_HELP)] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value (with --recipe), e.g. --set eval.batch_size=2.")] = None,
     batch: Annotated[int | None, typer.Option(help="Network inputs per forward pass, mirrored copies and windows included (default: the recipe's eval.batch_size, 1 = the official order, bit-exact; 2+ is faster on GPUs).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
@@ -33,12 +38,8 @@ def predict_cli(
 ) -> None:
     """Write a palettised label PNG (pixel value = class index) and an overlay per image.
 
-    Unreadable images are reported and skipped; the exit status is then 2."""
-    from hrseg.errors import HrsegError
-    from hrseg.evaluation.evaluate import parse_scales
-    from hrseg.evaluation.predict import predict
-    from hrseg.recipe import load_recipe
-
+    Unreadable images are reported and skipped; the exit status is then 2. The log says which
+    source decided align_corners (see --align-corners)."""
     setup_logging(verbose)
     with user_errors():
         if overrides and recipe is None:

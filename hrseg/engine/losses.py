@@ -33,15 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrseg.config import ConfigError
+from hrseg.models.segmentation import resize_logits
 from hrseg.recipe import LossConfig
 
 
 def resize_to_label(logits: torch.Tensor, label: torch.Tensor, align_corners: bool) -> torch.Tensor:
     """Bilinear upsampling of ``logits`` (N, K, h, w) to the label's (H, W), in float32."""
-    logits = logits.float()
-    if logits.shape[-2:] != label.shape[-2:]:
-        logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=align_corners)
-    return logits
+    return resize_logits(logits.float(), label.shape[-2:], align_corners=align_corners)
 
 
 def _zero(logits: torch.Tensor) -> torch.Tensor:
@@ -59,7 +57,7 @@ def cross_entropy(
     *,
     weight: torch.Tensor | None = None,
     ignore_label: int = 255,
-    align_corners: bool = True,
+    align_corners: bool,
 ) -> torch.Tensor:
     """Class-weighted mean CE over non-ignored pixels (0 if there are none)."""
     logits = resize_to_label(logits, label, align_corners)
@@ -79,7 +77,7 @@ def mean_over_all_pixels(
     *,
     weight: torch.Tensor | None = None,
     ignore_label: int = 255,
-    align_corners: bool = True,
+    align_corners: bool,
 ) -> torch.Tensor:
     """The official OHEM-run aux term: the per-pixel loss map averaged over *all* pixels."""
     logits = resize_to_label(logits, label, align_corners)
@@ -94,7 +92,7 @@ def ohem_cross_entropy(
     min_kept: int = 131072,
     weight: torch.Tensor | None = None,
     ignore_label: int = 255,
-    align_corners: bool = True,
+    align_corners: bool,
 ) -> torch.Tensor:
     """Online hard example mining CE (official ``OhemCrossEntropy``), per process."""
     logits = resize_to_label(logits, label, align_corners)
@@ -123,7 +121,7 @@ class SegmentationLoss(nn.Module):
     ``forward(outputs, label)`` takes the model's dict (``"out"`` and, for OCR, ``"aux"``) and
     an int64 label (N, H, W); it returns a scalar."""
 
-    def __init__(self, cfg: LossConfig, *, num_classes: int, ignore_label: int = 255, align_corners: bool = True) -> None:
+    def __init__(self, cfg: LossConfig, *, num_classes: int, align_corners: bool, ignore_label: int = 255) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
 from hrseg import io as hio
 from hrseg.config import flatten
 from hrseg.errors import HrsegError
+from hrseg.models.segmentation import resize_logits
 from hrseg.recipe import Recipe, load_recipe
 from hrseg.runtime.distributed import DistInfo
 from hrseg.visualize import denormalize, prediction_panel, save_png
@@ -126,7 +126,7 @@ def write_overlays(model: nn.Module, dataset: Dataset, recipe: Recipe, info: Dis
         image = sample["image"].unsqueeze(0).to(info.device)
         with torch.no_grad():
             logits = model(image)["out"]
-        logits = F.interpolate(logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=recipe.model.align_corners)
+        logits = resize_logits(logits.float(), image.shape[-2:], align_corners=model.align_corners)
         pred = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
         label = sample.get("label")
         label = None if label is None or tuple(label.shape) != pred.shape else np.asarray(label)

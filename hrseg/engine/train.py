@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -54,7 +53,7 @@ from hrseg.engine.state import check_resumable, rng_state, seed_everything, set_
 from hrseg.errors import HrsegError
 from hrseg.metrics import ConfusionMatrix
 from hrseg.models.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
-from hrseg.models.segmentation import build_model_from_config
+from hrseg.models.segmentation import build_model_from_config, resize_logits
 from hrseg.recipe import Recipe
 from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, wrap_model
 from hrseg.tracking.tracker import RUN_FILE
@@ -158,20 +157,19 @@ def validate(model: nn.Module, loader: DataLoader, recipe: Recipe, info: DistInf
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
     cm = ConfusionMatrix(recipe.model.num_classes, device=info.device)
-    align = getattr(model, "align_corners", recipe.model.align_corners)
+    align = model.align_corners
     for batch in loader:
         image, label = _to_device(batch, info, recipe.train.channels_last)
         with autocast(recipe, info):
             logits = model(image)["out"].float()
         pads = batch.get("pad")
         if pads is None or not bool(torch.as_tensor(pads).any()):
-            logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=align)
+            logits = resize_logits(logits, label.shape[-2:], align_corners=align)
             cm.update(logits.argmax(1), label, ignore_label)
             continue
-        full = F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=align)
-        for i, (pad_h, pad_w) in enumerate(torch.as_tensor(pads).tolist()):
-            one = full[i : i + 1, :, : full.shape[-2] - pad_h, : full.shape[-1] - pad_w]
-            one = F.interpolate(one, size=label.shape[-2:], mode="bilinear", align_corners=align)
+        full = resize_logits(logits, image.shape[-2:], align_corners=align)
+        for i, pad in enumerate(torch.as_tensor(pads).tolist()):
+            one = resize_logits(full[i : i + 1], label.shape[-2:], align_corners=align, pad=pad)
             cm.update(one.argmax(1)[0], label[i], ignore_label)
     cm.all_reduce()
     return cm.compute()

@@ -45,6 +45,7 @@ from hrseg.data.catalog import get_spec
 from hrseg.data.dataset import build_dataset, worker_init_fn
 from hrseg.data.spec import DatasetSpec
 from hrseg.errors import HrsegError
+from hrseg.evaluation.alignment import decide_align_corners, with_align_corners
 from hrseg.evaluation.inference import (
     InferenceMode,
     finalize_prediction,
@@ -150,7 +151,7 @@ def protocol_scores(loaded: LoadedModel, image: torch.Tensor, spec: DatasetSpec,
     return multi_scale_predict(
         loaded.model, image, scales=ev.scales, flip=ev.flip, crop_size=tuple(ev.crop_size), base_size=ev.base_size,
         mode=inference_mode_for(spec.name), flip_pairs=spec.flip_pairs, num_classes=spec.num_classes,
-        align_corners=loaded.align_corners, mean=spec.mean, std=spec.std, device=device, max_batch=max(1, ev.batch_size),
+        mean=spec.mean, std=spec.std, device=device, max_batch=max(1, ev.batch_size),
     )  # fmt: skip
 
 
@@ -193,6 +194,7 @@ def evaluate(
     flip: bool | None = None,
     split: str | None = None,
     batch_size: int | None = None,
+    align_corners: bool | None = None,
     device: str | None = None,
     path: str = "auto",
     num_samples: int | None = None,
@@ -217,6 +219,8 @@ def evaluate(
     (``hrseg.evaluation.inference_paths.INFERENCE_PATHS``; the default ``auto`` is the fastest path within float32
     tolerance on this device; ``eager`` reproduces the official numerics bit for bit); ``num_samples`` keeps the first N images;
     ``save_predictions`` also writes ``predictions/<name>.png`` (palettised class indices).
+    ``align_corners`` (the user's flag) overrides the value the checkpoint stores or the weight
+    catalogue gives, which in turn override the recipe's (``hrseg.evaluation.alignment``).
 
     MLflow (rank 0, ``tracking``): ``tags`` are added to the run's tags; ``train_run_id`` (else
     the checkpoint's ``mlflow_run_id``) becomes the ``hrseg.train_run_id`` tag linking the
@@ -225,6 +229,7 @@ def evaluate(
     info = init_distributed(device)
     try:
         with rank_zero_logging(info.rank):
+            recipe = with_align_corners(recipe, decide_align_corners(checkpoint, flag=align_corners, recipe=recipe))
             return _evaluate(
                 recipe, Path(checkpoint), Path(out_dir), info, path=path, num_samples=num_samples,
                 num_overlays=recipe.eval.num_overlays if num_overlays is None else num_overlays,
@@ -289,7 +294,7 @@ def _evaluate(
             pad = tuple(int(v) for v in sample["pad"]) if crop_pad else (0, 0)
             label = sample.get("label")
             size = tuple(label.shape) if label is not None else tuple(int(v) for v in sample["orig_size"])
-            pred = finalize_prediction(scores, size, pad=pad, align_corners=loaded.align_corners)
+            pred = finalize_prediction(scores, size, pad=pad, align_corners=loaded.model.align_corners)
             name = sample["name"]
             if label is not None:
                 cm.update(pred, label.to(pred.device), spec.ignore_label)

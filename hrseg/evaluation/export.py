@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from hrseg.errors import HrsegError
+from hrseg.evaluation.alignment import decide_align_corners
 from hrseg.io import write_bytes
 from hrseg.models import build_model_from_config
 from hrseg.models.checkpoint import load_checkpoint, model_config_from_file
@@ -49,12 +50,14 @@ class ExportError(HrsegError):
 
 
 class _OnnxOutputs(nn.Module):
-    """Dict outputs -> a tuple in a fixed order (ONNX graphs have positional outputs)."""
+    """Dict outputs -> a tuple in a fixed order (ONNX graphs have positional outputs). Carries
+    the wrapped model's ``align_corners``."""
 
     def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
         super().__init__()
         self.model = model
         self.names = names
+        self.align_corners = getattr(model, "align_corners", None)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.model(image)
@@ -211,7 +214,9 @@ def export_checkpoint(
     Size rules: ``height`` and ``width`` alone give a fixed-size graph; ``dynamic=True`` keeps
     batch, height and width free (``height`` x ``width`` then only sets the example input,
     default ``DEFAULT_EXAMPLE_SIZE``); with neither, the export is dynamic. ``align_corners``
-    overrides the checkpoint's value (official files do not record it; their models use True)."""
+    is the user's ``--align-corners/--no-align-corners``; without it, the value stored in our
+    checkpoint or the weight catalogue's for an official file is used, and an unknown official
+    file is refused (``hrseg.evaluation.alignment``)."""
     if fmt not in FORMATS:
         raise ExportError(f"unsupported export format {fmt!r}; valid: {', '.join(FORMATS)}")
     if (height is None) != (width is None):
@@ -219,10 +224,10 @@ def export_checkpoint(
     if height is None or width is None:
         dynamic = True
         height, width = DEFAULT_EXAMPLE_SIZE
-    overrides = {} if align_corners is None else {"align_corners": align_corners}
-    config, kind = model_config_from_file(checkpoint, **overrides)
+    decided = decide_align_corners(checkpoint, flag=align_corners)
+    config, kind = model_config_from_file(checkpoint, align_corners=decided.value)
     model = build_model_from_config(config)
     report = load_checkpoint(model, checkpoint)
     log.info("%s", report.summary())
-    log.info("model %s, %d classes, align_corners=%s (%s checkpoint)", config.name, config.num_classes, config.align_corners, kind)
+    log.info("model %s, %d classes, %s checkpoint", config.name, config.num_classes, kind)
     return export_onnx(model, out_path, height=height, width=width, dynamic=dynamic, include_aux=include_aux, opset=opset, exporter=exporter)

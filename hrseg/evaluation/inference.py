@@ -21,12 +21,13 @@ step by step, on one image:
      so that it lies inside the image.
 
 3. Every network input gives ``exp(logits)``: the main output is bilinearly resized to the
-   input size (the model's ``align_corners``); with ``flip`` the mirrored input is run too,
-   its resized logits have the left/right class channels swapped (LIP: 14/15, 16/17, 18/19)
-   and are mirrored back, and the two *logit* maps are averaged before ``exp``.
+   input size (with ``model.align_corners``, like every resize below); with ``flip`` the
+   mirrored input is run too, its resized logits have the left/right class channels swapped
+   (LIP: 14/15, 16/17, 18/19) and are mirrored back, and the two *logit* maps are averaged
+   before ``exp``.
 4. Window outputs are summed into the scaled frame and divided by the per-pixel window count,
-   cropped to the unpadded scaled size, bilinearly resized to the input size
-   (``align_corners`` again) and summed over scales.
+   cropped to the unpadded scaled size, bilinearly resized to the input size and summed over
+   scales.
 
 ``finalize_prediction`` then does what the official ``testval`` does: crop the testval
 padding, resize to the label size and take the argmax.
@@ -63,9 +64,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hrseg.errors import HrsegError
+from hrseg.models.segmentation import resize_logits
 
 InferenceMode = Literal["generic", "cityscapes"]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -200,7 +201,7 @@ class _Runner:
     """Runs batches of network inputs and returns ``exp`` of their (flip-averaged) logits."""
 
     model: Callable[[torch.Tensor], Any]
-    align_corners: bool
+    align_corners: bool  # the model's
     flip: bool
     perm: list[int] | None  # channel swap for mirrored outputs (None: identity)
     max_batch: int
@@ -245,7 +246,7 @@ class _Runner:
         return pred.mul_(0.5).exp_()
 
     def _upsample(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        return resize_logits(logits, x.shape[-2:], align_corners=self.align_corners)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         ctx = (
@@ -274,7 +275,6 @@ def multi_scale_predict(
     mode: InferenceMode = "generic",
     flip_pairs: Iterable[tuple[int, int]] = (),
     num_classes: int | None = None,
-    align_corners: bool | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     device: str | torch.device | None = None,
@@ -285,10 +285,12 @@ def multi_scale_predict(
     """Sum over ``scales`` of ``exp`` of flip-averaged logits, at the input size.
 
     ``model`` is any callable ``f(x) -> {"out": logits}`` (or a tensor, or the official
-    ``[aux, out]`` list) whose logits may be at a lower resolution than ``x``.
+    ``[aux, out]`` list) whose logits may be at a lower resolution than ``x``; it carries the
+    ``align_corners`` of its resizes as ``model.align_corners`` (hrseg models and prepared
+    models do), which every resize of its logits here uses.
     ``image`` is one normalised RGB image, ``3 x H x W`` (or ``1 x 3 x H x W``, or ``H x W x 3``
-    numpy). ``align_corners`` defaults to ``model.align_corners``; ``num_classes`` (only
-    needed for the LIP channel swap) to ``model.num_classes`` or the output's channel count.
+    numpy). ``num_classes`` (only needed for the LIP channel swap) defaults to
+    ``model.num_classes`` or the output's channel count.
     ``mean``/``std`` give the pad value ``-mean/std``. ``max_batch`` bounds the number of
     network inputs per forward pass, mirrored copies included (1 = official one-by-one,
     bit-identical to the reference loop). ``max_pixels_per_forward`` is a memory budget for
@@ -308,10 +310,10 @@ def multi_scale_predict(
     if max_pixels_per_forward is not None and max_pixels_per_forward < 1:
         raise InferenceError(f"max_pixels_per_forward must be at least 1, got {max_pixels_per_forward}")
     crop_size = (int(crop_size[0]), int(crop_size[1]))
+    align_corners = getattr(model, "align_corners", None)
     if align_corners is None:
-        if not hasattr(model, "align_corners"):
-            raise InferenceError("pass align_corners= explicitly: the model callable has no .align_corners attribute")
-        align_corners = bool(model.align_corners)
+        raise InferenceError(f"the model callable ({type(model).__name__}) has no .align_corners attribute: give it the align_corners it was trained with")
+    align_corners = bool(align_corners)
     num_classes = num_classes if num_classes is not None else getattr(model, "num_classes", None)
     flip_pairs = tuple(flip_pairs)
 
@@ -341,7 +343,7 @@ def multi_scale_predict(
                 preds = _cityscapes_scale(run, scaled, scale, crop_size, device)
             else:
                 preds = _generic_scale(run, scaled, crop_size, fill, device)
-            preds = F.interpolate(preds, size=(ori_h, ori_w), mode="bilinear", align_corners=align_corners)
+            preds = resize_logits(preds, (ori_h, ori_w), align_corners=align_corners)
             if final is None:
                 final = preds
             else:
@@ -433,11 +435,7 @@ def finalize_prediction(
     align_corners: bool,
 ) -> torch.Tensor:
     """Official ``testval`` tail: crop ``pad = (pad_h, pad_w)`` rows/columns of testval
-    padding from the bottom/right, bilinearly resize to ``label_size`` when it differs, then
-    argmax over classes. Returns an int64 ``H x W`` tensor on the scores' device."""
-    pad_h, pad_w = int(pad[0]), int(pad[1])
-    if pad_h or pad_w:
-        scores = scores[:, :, : scores.shape[2] - pad_h, : scores.shape[3] - pad_w]
-    if label_size is not None and tuple(scores.shape[-2:]) != tuple(label_size):
-        scores = F.interpolate(scores, size=tuple(label_size), mode="bilinear", align_corners=align_corners)
-    return scores.argmax(dim=1)[0]
+    padding from the bottom/right, bilinearly resize to ``label_size`` when it differs
+    (``align_corners``: the model's), then argmax over classes. Returns an int64 ``H x W``
+    tensor on the scores' device."""
+    return resize_logits(scores, label_size, align_corners=align_corners, pad=pad).argmax(dim=1)[0]

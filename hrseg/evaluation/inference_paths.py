@@ -2,8 +2,9 @@
 
 ``prepare_inference_model(model, path)`` returns an :class:`InferenceModel`: a callable
 ``f(x) -> {"out": logits[, "aux": logits]}`` (float32, NCHW, on ``x``'s device) with the
-attributes ``align_corners``, ``num_classes`` and ``path`` (the path actually chosen). The
-caller's model is never modified: every path works on an eval-mode copy.
+attributes ``align_corners`` and ``num_classes`` of the model it wraps (``None`` / 0 where that
+model has none) and ``path`` (the path actually chosen). The caller's model is never modified:
+every path works on an eval-mode copy.
 
 Paths (``INFERENCE_PATHS``):
 
@@ -261,14 +262,14 @@ class InferenceModel:
         run: Callable[[torch.Tensor], dict[str, torch.Tensor]],
         *,
         path: str,
-        align_corners: bool,
+        align_corners: bool | None,
         num_classes: int,
         device: torch.device,
         module: nn.Module | None = None,
     ) -> None:
         self._run = run
         self.path = path
-        self.align_corners = align_corners
+        self.align_corners = align_corners  # the wrapped model's
         self.num_classes = num_classes
         self.device = device
         self.module = module  # the prepared torch module (None for onnx)
@@ -385,7 +386,13 @@ def prepare_inference_model(
     size = tuple(sample_size) if sample_size is not None else TRACE_SIZE
     if len(size) != 2 or min(size) < 1:
         raise InferencePathError(f"sample_size must be (height, width) with positive values, got {sample_size!r}")
-    common = {"path": chosen, "align_corners": bool(getattr(base, "align_corners", True)), "num_classes": int(getattr(base, "num_classes", 0)), "device": device}
+    align_corners = getattr(base, "align_corners", None)
+    common = {
+        "path": chosen,
+        "align_corners": None if align_corners is None else bool(align_corners),
+        "num_classes": int(getattr(base, "num_classes", 0)),
+        "device": device,
+    }
 
     if chosen == "onnx":
         has_aux = getattr(base, "head_name", "") == "ocr"

@@ -1,6 +1,6 @@
 """Loading a segmentation checkpoint for inference: build the recipe's model, load ours or an
 official release strictly, and prepare it along an inference path (``inference_paths``).
-``evaluate``, ``predict`` and ``export`` share it."""
+``evaluate`` and ``predict`` share it."""
 
 from __future__ import annotations
 
@@ -20,13 +20,11 @@ from hrseg.recipe import Recipe
 log = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass
 class LoadedModel:
     """The model callable plus what evaluation needs to know about it."""
 
     model: Any  # nn.Module or a prepared callable with .align_corners / .num_classes
-    align_corners: bool
     num_classes: int
     checkpoint: Path
     checkpoint_meta: dict[str, Any]
@@ -36,18 +34,16 @@ class LoadedModel:
 
 def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.device, *, path: str = "eager") -> LoadedModel:
     """Build ``recipe.model``, load ``checkpoint`` strictly (ours or an official release) and
-    prepare it for inference along ``path`` (``hrseg.evaluation.inference_paths``; ``eager`` = the model as built)."""
+    prepare it for inference along ``path`` (``hrseg.evaluation.inference_paths``; ``eager`` = the model as built).
+
+    The model is built with ``recipe.model.align_corners`` as it is: decide it for the checkpoint
+    first (``hrseg.evaluation.alignment``; ``evaluate`` and ``predict`` do). The loaded model
+    carries it (``loaded.model.align_corners``)."""
     checkpoint = Path(checkpoint)
     data = read_checkpoint(checkpoint)
     meta: dict[str, Any] = {}
     if detect_kind(data) == "hrseg":
         meta = {k: v for k, v in data.items() if k in ("mlflow_run_id", "epoch", "model_config")}
-        stored = data.get("model_config")
-        if isinstance(stored, dict) and "align_corners" in stored and bool(stored["align_corners"]) != recipe.model.align_corners:
-            log.warning(
-                "%s was trained with align_corners=%s but the recipe says %s; evaluating with the recipe's value",
-                checkpoint, stored["align_corners"], recipe.model.align_corners,
-            )  # fmt: skip
     del data
     model = build_model_from_config(recipe.model)
     report = load_checkpoint(model, checkpoint)
@@ -60,7 +56,6 @@ def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.devi
         model = prepared
     return LoadedModel(
         model=model,
-        align_corners=bool(recipe.model.align_corners),
         num_classes=int(recipe.model.num_classes),
         checkpoint=checkpoint,
         checkpoint_meta=meta,

@@ -17,8 +17,11 @@ that still collide with another input's name, ``-2``, ``-3``, ... is appended in
 (``output_names``).
 
 Where the settings come from, in order: ``recipe`` (model, dataset and eval sizing); else the
-recipe stored in an hrseg training checkpoint; else ``dataset`` (sizing from
-``DEFAULT_EVAL_SIZES``, model architecture read or inferred from the checkpoint).
+recipe stored in an hrseg training checkpoint; else ``dataset`` (the test sizing of the
+dataset's HRNet recipe in the ``full`` profile, ``params/full/<dataset>_hrnet.yaml``, with a
+single scale and no flip; the model architecture read or inferred from the checkpoint).
+``align_corners`` is decided by ``hrseg.evaluation.alignment``: the flag, else the value stored
+in our checkpoint or the weight catalogue's for an official file, else ``recipe``'s.
 
 Unreadable images are logged and skipped; the others are still processed. The returned
 ``PredictReport`` lists both (the CLI exits with status 2 when any image failed).
@@ -38,16 +41,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hrseg.config import from_dict
+from hrseg.config import ConfigError, from_dict
 from hrseg.data.catalog import get_spec
 from hrseg.data.image_io import read_image
 from hrseg.data.transforms import EvalTransform
 from hrseg.errors import HrsegError
+from hrseg.evaluation.alignment import decide_align_corners, with_align_corners
 from hrseg.evaluation.evaluate import first_item, protocol_scores, with_protocol
 from hrseg.evaluation.inference import finalize_prediction
 from hrseg.evaluation.loading import load_model
 from hrseg.models.checkpoint import model_config_from_file, read_checkpoint
-from hrseg.recipe import EvalConfig, Recipe
+from hrseg.recipe import DEFAULT_PROFILE, EvalConfig, Recipe, resolve_recipe
 from hrseg.runtime.distributed import select_device
 from hrseg.runtime.progress import progress
 from hrseg.visualize import overlay, save_label_png, save_png
@@ -55,16 +59,6 @@ from hrseg.visualize import overlay, save_label_png, save_png
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-#: Official test sizes (TEST.IMAGE_SIZE as (height, width), TEST.BASE_SIZE) per dataset.
-DEFAULT_EVAL_SIZES: dict[str, tuple[tuple[int, int], int]] = {
-    "cityscapes": ((1024, 2048), 2048),
-    "lip": ((473, 473), 473),
-    "pascal_ctx": ((520, 520), 520),
-    "pascal_ctx60": ((520, 520), 520),
-    "cocostuff": ((520, 520), 520),
-    "ade20k": ((520, 520), 520),
-}
 
 
 class PredictError(HrsegError):
@@ -119,6 +113,20 @@ def output_names(base: Path, files: Sequence[Path]) -> dict[Path, Path]:
     return names
 
 
+def dataset_eval_sizing(dataset: str) -> EvalConfig:
+    """The test sizing (``crop_size``, ``base_size``) of ``dataset``'s HRNet recipe in the
+    ``full`` profile (``params/full/<dataset>_hrnet.yaml``, the official test sizes); the
+    other eval settings keep their defaults (single scale, no flip)."""
+    name = f"{dataset}_hrnet"
+    try:
+        row = resolve_recipe(name, profile=DEFAULT_PROFILE).recipe
+    except ConfigError as exc:
+        raise PredictError(f"--dataset {dataset}: the test sizes come from the recipe {DEFAULT_PROFILE}/{name}, which cannot be used ({exc}); pass --recipe") from None
+    if row.data.dataset != dataset:
+        raise PredictError(f"--dataset {dataset}: recipe {DEFAULT_PROFILE}/{name} is for dataset {row.data.dataset!r}; pass --recipe")
+    return EvalConfig(crop_size=row.eval.crop_size, base_size=row.eval.base_size)
+
+
 def recipe_for_checkpoint(
     checkpoint: str | os.PathLike,
     *,
@@ -126,14 +134,15 @@ def recipe_for_checkpoint(
     dataset: str | None = None,
     align_corners: bool | None = None,
 ) -> Recipe:
-    """The recipe whose model, dataset and eval sizing ``predict`` uses (see module docstring)."""
+    """The recipe whose model, dataset and eval sizing ``predict`` uses (see module docstring),
+    with ``model.align_corners`` decided for ``checkpoint`` (``align_corners``: the user's flag)."""
 
     if recipe is not None and dataset is not None and dataset != recipe.data.dataset:
         raise PredictError(f"recipe {recipe.name!r} is for dataset {recipe.data.dataset!r}, not {dataset!r}; pass only one of --recipe/--dataset")
+    given = recipe
+    data = read_checkpoint(checkpoint)
     if recipe is None:
-        data = read_checkpoint(checkpoint)
         stored = data.get("recipe") if data.get("format") == "hrseg" else None
-        del data
         if isinstance(stored, dict):
             recipe = from_dict(Recipe, stored, source=f"{checkpoint} (stored recipe)")
             if dataset is not None and dataset != recipe.data.dataset:
@@ -142,22 +151,19 @@ def recipe_for_checkpoint(
                     "drop --dataset or pass a matching --recipe"
                 )
             log.info("using the recipe stored in %s (%s)", checkpoint, recipe.name)
-    if recipe is None:
-        if dataset is None:
+        elif dataset is None:
             raise PredictError(f"{checkpoint} does not name its dataset: pass --recipe NAME or --dataset NAME")
-
+    decided = decide_align_corners(checkpoint, flag=align_corners, recipe=given, data=data)
+    del data
+    if recipe is None:
+        assert dataset is not None
         spec = get_spec(dataset)
-        model_cfg, kind = model_config_from_file(checkpoint)
+        model_cfg, _ = model_config_from_file(checkpoint)
         if model_cfg.num_classes != spec.num_classes:
             raise PredictError(f"{checkpoint} has {model_cfg.num_classes} classes but dataset {dataset!r} has {spec.num_classes}")
-        if kind != "hrseg" and align_corners is None:
-            log.info("%s: official checkpoint, assuming align_corners=%s (pass --align-corners/--no-align-corners)", checkpoint, model_cfg.align_corners)
-        crop, base = DEFAULT_EVAL_SIZES[spec.name]
-        recipe = Recipe(name=f"predict-{spec.name}", model=model_cfg, eval=EvalConfig(crop_size=crop, base_size=base))
+        recipe = Recipe(name=f"predict-{spec.name}", model=model_cfg, eval=dataset_eval_sizing(spec.name))
         recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, dataset=spec.name))
-    if align_corners is not None:
-        recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, align_corners=bool(align_corners)))
-    return recipe
+    return with_align_corners(recipe, decided)
 
 
 class _ImageFiles(Dataset):
@@ -231,7 +237,7 @@ def predict(
         try:
             scores = protocol_scores(loaded, sample["image"], spec, ev, dev)
             size = tuple(int(v) for v in sample["orig_size"])
-            pred = finalize_prediction(scores, size, pad=tuple(int(v) for v in sample["pad"]), align_corners=loaded.align_corners)
+            pred = finalize_prediction(scores, size, pad=tuple(int(v) for v in sample["pad"]), align_corners=loaded.model.align_corners)
             labels = pred.cpu().numpy().astype(np.uint8)
             save_label_png(out / name, labels, spec.palette)
             if overlays:

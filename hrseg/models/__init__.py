@@ -1,4 +1,5 @@
-"""HRNetV2 segmentation models: ``build_model(backbone, head, num_classes, align_corners)``."""
+"""HRNetV2 segmentation models: ``build_model(backbone, head, num_classes, align_corners)``, and
+``resize_logits`` for resizing their logits with the model's ``align_corners``."""
 
 from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, HRNetConfig, StageConfig
 from hrseg.models.segmentation import (
@@ -11,6 +12,7 @@ from hrseg.models.segmentation import (
     build_model,
     build_model_from_config,
     parse_model_name,
+    resize_logits,
 )
 
 BACKBONES = tuple(HRNET_CONFIGS)
@@ -30,4 +32,5 @@ __all__ = [
     "build_model",
     "build_model_from_config",
     "parse_model_name",
+    "resize_logits",
 ]

@@ -4,13 +4,19 @@ Both models subclass the backbone so that parameters sit at the top level of the
 exactly as in the official checkpoints (``conv1.weight`` ... ``last_layer.3.bias`` /
 ``cls_head.weight``). ``model(x)`` returns a dict: ``"out"`` (main logits at 1/4 of the input
 resolution) and, for OCR, ``"aux"`` (the soft-object-region logits).
+
+``align_corners`` is an attribute of the model (``model.align_corners``), set when it is built:
+every bilinear resize inside the model uses it, and so does every resize of its logits outside
+(``resize_logits``: losses, validation, test-time inference, export wrappers). Its constructor
+default, True, is the official code's default (``MODEL.ALIGN_CORNERS``); recipes and checkpoints
+always say which value a model was trained with.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -18,7 +24,7 @@ from torch import nn
 from hrseg.config import bounded
 from hrseg.errors import HrsegError
 from hrseg.models.heads import SpatialGather, SpatialOCR, make_fcn_head
-from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, NormLayer
+from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, NormLayer, resize_to
 
 HeadName = Literal["fcn", "ocr"]
 InitName = Literal["official", "kaiming"]
@@ -99,6 +105,28 @@ class HRNetOCR(HighResolutionNet):
 
 
 SegmentationModel = HRNetFCN | HRNetOCR
+
+
+def resize_logits(
+    logits: torch.Tensor,
+    size: Sequence[int] | None,
+    *,
+    align_corners: bool,
+    pad: Sequence[int] = (0, 0),
+) -> torch.Tensor:
+    """Logits (``N x K x h x w``) of a model, with ``pad = (pad_h, pad_w)`` rows/columns of
+    bottom/right padding cropped, then bilinearly resized to ``size`` (height, width) unless
+    they have that size already (``None``: crop only). ``align_corners`` is the
+    ``align_corners`` of the model the logits come from (``model.align_corners``).
+
+    Resizing to the same size is the identity, so skipping it changes no value; the result may
+    then be ``logits`` itself (or a view of it)."""
+    pad_h, pad_w = int(pad[0]), int(pad[1])
+    if pad_h or pad_w:
+        logits = logits[:, :, : logits.shape[-2] - pad_h, : logits.shape[-1] - pad_w]
+    if size is not None and tuple(logits.shape[-2:]) != tuple(size):
+        logits = resize_to(logits, (int(size[0]), int(size[1])), align_corners)
+    return logits
 HEADS: dict[str, type[HRNetFCN] | type[HRNetOCR]] = {"fcn": HRNetFCN, "ocr": HRNetOCR}
 
 
@@ -163,8 +191,8 @@ def build_model(
 
     ``backbone`` is one of ``hrnetv2_w18_small_v1``, ``hrnetv2_w18_small_v2``, ``hrnetv2_w18``,
     ``hrnetv2_w32``, ``hrnetv2_w48``; ``head`` is ``fcn`` or ``ocr``. ``align_corners`` is used
-    by every bilinear resize inside this model (and by losses/inference that read
-    ``model.align_corners``).
+    by every bilinear resize inside this model and becomes ``model.align_corners``, which
+    losses, validation and inference read (default: the official code's, True).
     """
     if backbone not in HRNET_CONFIGS:
         raise _unknown("backbone", backbone, list(HRNET_CONFIGS))
@@ -185,7 +213,7 @@ class ModelConfig:
     backbone: str = "hrnetv2_w48"
     head: HeadName = "ocr"
     num_classes: int = bounded(19, ge=1)
-    align_corners: bool = True
+    align_corners: bool = True  # the official default; every recipe file states it
     bn_momentum: float = bounded(0.1, ge=0, le=1)
     ocr_mid_channels: int = bounded(512, ge=1)
     ocr_key_channels: int = bounded(256, ge=1)

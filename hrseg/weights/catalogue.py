@@ -18,13 +18,18 @@ the file; ``hrseg fetch get NAME --from PATH`` then imports it.
 Facts per checkpoint (model, classes, ``align_corners`` as trained, BatchNorm format, expected
 numbers and their test protocol) follow the official README and the official experiment YAMLs;
 "inferred" marks values deduced from the YAMLs rather than read from a checkpoint.
+``find_weight_file`` tells which entry a file on disk is (by file name, else by sha256), so that
+evaluation, prediction and export use the ``align_corners`` the file was trained with.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from hrseg.errors import HrsegError
@@ -298,3 +303,34 @@ def get_entry(name: str) -> WeightEntry:
         return CATALOGUE[name]
     except KeyError:
         raise CatalogueError(f"unknown weights {name!r}; expected one of: {', '.join(CATALOGUE)}") from None
+
+
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (about 1 s for a 250 MB release file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_weight_file(path: str | os.PathLike, catalogue: Mapping[str, WeightEntry] = CATALOGUE) -> tuple[WeightEntry, str] | None:
+    """The catalogue entry a weight file is, and how it was recognised (``"file name"`` or
+    ``"sha256"``); ``None`` for a file the catalogue does not know.
+
+    The file name is compared first. Only when no entry has that name, and some entry records a
+    sha256, is the file hashed (about 1 s for a 250 MB release) and compared with the recorded
+    hashes."""
+    path = Path(path)
+    for entry in catalogue.values():
+        if entry.filename == path.name:
+            return entry, "file name"
+    hashed = {entry.sha256: entry for entry in catalogue.values() if entry.sha256}
+    if hashed and path.is_file():
+        entry = hashed.get(sha256_file(path))
+        if entry is not None:
+            return entry, "sha256"
+    return None

@@ -26,7 +26,6 @@ by hand and where to put it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import http.client
 import json
 import logging
@@ -47,7 +46,7 @@ from typing import Any, Literal
 
 from hrseg import io as hio
 from hrseg.errors import HrsegError
-from hrseg.weights.catalogue import CATALOGUE, Benchmark, CatalogueError, WeightEntry, get_entry
+from hrseg.weights.catalogue import CATALOGUE, Benchmark, CatalogueError, WeightEntry, get_entry, sha256_file
 
 __all__ = [
     "CATALOGUE",
@@ -278,15 +277,6 @@ def read_ledger(dest_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
         if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
             raise FetchError(f"{path}: files.{filename}.sha256 = {sha!r}; expected 64 lowercase hex digits")
     return files
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ def test_evaluate_command(setup, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "mIoU" in result.output and "[2 images]" in result.output
+    assert "align_corners=True (stored in checkpoint tiny.pth)" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["scales"] == [0.5, 1.0] and metrics["flip"] is False and metrics["num_images"] == 2
     assert len(list((out / "overlays").glob("*.png"))) == 1 and (out / "per_class.csv").is_file()

@@ -44,7 +44,7 @@ def test_no_size_means_dynamic(hrseg_checkpoint, tmp_path):
     out = tmp_path / "fcn.onnx"
     result = CliRunner().invoke(app, ["export", "--checkpoint", str(checkpoint), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "dynamic" in result.output
+    assert "dynamic" in result.output and "align_corners=False (stored in checkpoint fcn.pth)" in result.output
     assert input_dims(out) == ["batch", 3, "height", "width"]
     x = torch.randn(2, 3, 80, 112)
     with torch.no_grad():
@@ -73,8 +73,12 @@ def test_official_checkpoint_dynamic_with_aux(parity, tmp_path):
     runner = CliRunner()
 
     out = tmp_path / "ocr.onnx"
-    result = runner.invoke(app, ["export", "-c", str(checkpoint), "-o", str(out), "--dynamic", "--height", "64", "--width", "128", "--aux"])
+    args = ["export", "-c", str(checkpoint), "-o", str(out), "--dynamic", "--height", "64", "--width", "128", "--aux"]
+    refused = runner.invoke(app, args)  # not in the weight catalogue: the flag must say how it was trained
+    assert refused.exit_code == 1 and "--align-corners or --no-align-corners" in " ".join(refused.output.split())
+    result = runner.invoke(app, [*args, "--align-corners"])  # the official default, as the fixture was made
     assert result.exit_code == 0, result.output
+    assert "align_corners=True (flag --align-corners)" in result.output
     assert input_dims(out) == ["batch", 3, "height", "width"]
     got = run_onnx(out, io["input"])  # exported at 64x128, run at 128x256
     for key in ("out", "aux"):  # the official fp32 outputs; ours match them within 1e-4
@@ -87,6 +91,7 @@ def test_align_corners_override(hrseg_checkpoint, tmp_path):
     out = tmp_path / "fcn_true.onnx"
     result = CliRunner().invoke(app, ["export", "-c", str(checkpoint), "-o", str(out), "--align-corners"])
     assert result.exit_code == 0, result.output
+    assert "--align-corners contradicts fcn.pth's stored model_config (trained with align_corners=False); using the flag" in result.output
     flipped = build_model_from_config(ModelConfig(backbone="hrnetv2_w18_small_v1", head="fcn", num_classes=4, align_corners=True))
     flipped.load_state_dict(model.state_dict())
     x = torch.randn(1, 3, 80, 112)

@@ -23,7 +23,7 @@ def two_class_logits(p_class0: list[float]) -> torch.Tensor:
 def test_cross_entropy_ignores_pixels():
     logits = two_class_logits([0.25, 0.5])
     label = torch.tensor([[[0, 255]]])
-    assert cross_entropy(logits, label).item() == pytest.approx(math.log(4), rel=1e-6)
+    assert cross_entropy(logits, label, align_corners=True).item() == pytest.approx(math.log(4), rel=1e-6)
 
 
 def test_cross_entropy_class_weights_normalise_by_weight_sum():
@@ -32,12 +32,12 @@ def test_cross_entropy_class_weights_normalise_by_weight_sum():
     label = torch.tensor([[[0, 1]]])
     weight = torch.tensor([2.0, 1.0])
     expected = (2 * math.log(4) + math.log(4 / 3)) / 3
-    assert cross_entropy(logits, label, weight=weight).item() == pytest.approx(expected, rel=1e-6)
+    assert cross_entropy(logits, label, weight=weight, align_corners=True).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_cross_entropy_all_ignored_is_zero_with_gradient():
     logits = two_class_logits([0.3, 0.6]).requires_grad_()
-    loss = cross_entropy(logits, torch.full((1, 1, 2), 255))
+    loss = cross_entropy(logits, torch.full((1, 1, 2), 255), align_corners=True)
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(logits.grad) == 0
 
@@ -58,7 +58,7 @@ def test_ohem_keep_rule(min_kept, kept):
     logits = two_class_logits(P_GT + [0.01])
     label = torch.tensor([[[0, 0, 0, 0, 255]]])  # the ignored pixel (p=0.01) never counts
     expected = sum(-math.log(p) for p in kept) / len(kept)
-    value = ohem_cross_entropy(logits, label, thresh=0.9, min_kept=min_kept)
+    value = ohem_cross_entropy(logits, label, thresh=0.9, min_kept=min_kept, align_corners=True)
     assert value.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -68,13 +68,13 @@ def test_ohem_class_weighted_mean_is_not_normalised():
     weight = torch.tensor([3.0, 0.5])
     # threshold 0.9 keeps the first two pixels: mean of weighted losses over 2 pixels
     expected = (3.0 * -math.log(0.2) + 0.5 * -math.log(0.5)) / 2
-    value = ohem_cross_entropy(logits, label, thresh=0.9, min_kept=1, weight=weight)
+    value = ohem_cross_entropy(logits, label, thresh=0.9, min_kept=1, weight=weight, align_corners=True)
     assert value.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_ohem_nothing_kept_is_zero_not_nan():
     logits = two_class_logits([0.97])
-    value = ohem_cross_entropy(logits, torch.tensor([[[0]]]), thresh=0.9, min_kept=5)
+    value = ohem_cross_entropy(logits, torch.tensor([[[0]]]), thresh=0.9, min_kept=5, align_corners=True)
     assert value.item() == 0.0
 
 
@@ -92,7 +92,7 @@ def test_aux_and_main_weighted_04_1():
     aux = two_class_logits([0.5, 0.25])
     out = two_class_logits([0.25, 0.5])
     label = torch.tensor([[[0, 255]]])
-    loss = SegmentationLoss(LossConfig(), num_classes=2)
+    loss = SegmentationLoss(LossConfig(), num_classes=2, align_corners=True)
     expected = 0.4 * math.log(2) + 1.0 * math.log(4)
     assert loss({"aux": aux, "out": out}, label).item() == pytest.approx(expected, rel=1e-6)
     terms = loss.terms({"aux": aux, "out": out}, label)
@@ -105,8 +105,8 @@ def test_ohem_aux_quirk_averages_aux_over_all_pixels():
     label = torch.tensor([[[0, 0, 255, 255]]])  # two valid, two ignored pixels
     aux_sum = math.log(2) + math.log(4)
     main = (-math.log(0.2) - math.log(0.5)) / 2  # OHEM keeps both valid pixels (p < 0.9)
-    quirk = SegmentationLoss(LossConfig(use_ohem=True, ohem_keep=1, ohem_aux_quirk=True), num_classes=2)
-    clean = SegmentationLoss(LossConfig(use_ohem=True, ohem_keep=1, ohem_aux_quirk=False), num_classes=2)
+    quirk = SegmentationLoss(LossConfig(use_ohem=True, ohem_keep=1, ohem_aux_quirk=True), num_classes=2, align_corners=True)
+    clean = SegmentationLoss(LossConfig(use_ohem=True, ohem_keep=1, ohem_aux_quirk=False), num_classes=2, align_corners=True)
     assert quirk({"aux": aux, "out": out}, label).item() == pytest.approx(0.4 * aux_sum / 4 + main, rel=1e-5)
     assert clean({"aux": aux, "out": out}, label).item() == pytest.approx(0.4 * aux_sum / 2 + main, rel=1e-5)
 
@@ -114,19 +114,19 @@ def test_ohem_aux_quirk_averages_aux_over_all_pixels():
 def test_single_output_uses_ohem_on_main():
     out = two_class_logits(P_GT)
     label = torch.tensor([[[0, 0, 0, 0]]])
-    loss = SegmentationLoss(LossConfig(balance_weights=(1.0,), use_ohem=True, ohem_keep=1), num_classes=2)
+    loss = SegmentationLoss(LossConfig(balance_weights=(1.0,), use_ohem=True, ohem_keep=1), num_classes=2, align_corners=True)
     assert loss({"out": out}, label).item() == pytest.approx((-math.log(0.2) - math.log(0.5)) / 2, rel=1e-5)
 
 
 def test_balance_weights_must_match_outputs():
-    loss = SegmentationLoss(LossConfig(balance_weights=(0.4, 1.0)), num_classes=2)
+    loss = SegmentationLoss(LossConfig(balance_weights=(0.4, 1.0)), num_classes=2, align_corners=True)
     with pytest.raises(ConfigError, match=r"train\.loss\.balance_weights.*1 output"):
         loss({"out": two_class_logits([0.5])}, torch.tensor([[[0]]]))
 
 
 def test_class_weights_must_match_classes():
     with pytest.raises(ConfigError, match=r"train\.loss\.class_weights: 3 weights.*19 classes"):
-        SegmentationLoss(LossConfig(class_weights=(1.0, 1.0, 1.0)), num_classes=19)
+        SegmentationLoss(LossConfig(class_weights=(1.0, 1.0, 1.0)), num_classes=19, align_corners=True)
 
 
 def official_ohem(score, target, *, thresh, min_kept, weight, ignore_label=255):
@@ -151,6 +151,6 @@ def test_ohem_matches_the_official_procedure(min_kept):
     target = torch.randint(0, 7, (2, 24, 32))
     target[:, :4] = 255
     weight = torch.rand(7) + 0.5
-    ours = ohem_cross_entropy(score, target, thresh=0.7, min_kept=min_kept, weight=weight)
+    ours = ohem_cross_entropy(score, target, thresh=0.7, min_kept=min_kept, weight=weight, align_corners=True)
     ref = official_ohem(score, target, thresh=0.7, min_kept=min_kept, weight=weight)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
