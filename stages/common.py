@@ -26,6 +26,7 @@ from hrseg.errors import HrsegError
 from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
 from hrseg.runtime import CpuIsa, pin_cpu_numerics
 from hrseg.runtime.distributed import LaunchConfig, torchrun_args
+from hrseg.runtime.tracker import pipeline_tags
 
 PARAMS = Path("params.yaml")
 ROWS_FILE = Path("stages/rows.yaml")
@@ -60,8 +61,8 @@ class PipelineParams:
         )
 
     def tags(self, stage: str) -> dict[str, str]:
-        """Tags every stage's MLflow run carries (the library adds git and DVC_* tags)."""
-        return {"hrseg.stage": stage, "hrseg.profile": self.profile, "hrseg.pipeline": os.environ.get("DVC_EXP_NAME") or "workspace"}
+        """Tags every stage's MLflow run carries (``hrseg.runtime.tracker.pipeline_tags``)."""
+        return pipeline_tags(stage, self.profile)
 
 
 _TOP_LEVEL = [f.name for f in dataclasses.fields(PipelineParams) if f.name != "knobs"] + list(KNOB_KEYS)

@@ -1,7 +1,8 @@
 """DVC stage `eval_<row>`: the official test protocol on the trained model; metrics for DVC.
 
 The evaluation's MLflow run is linked to the training run that produced the model by the
-model file's sha256 (a tag of the training run), not by a side file."""
+model file's sha256 (a tag of the training run; ``hrseg.runtime.tracker.find_training_run``),
+not by a side file."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from pathlib import Path
 from common import PipelineParams, stage_main
 
 from hrseg.evaluation.evaluate import evaluate
+from hrseg.tracking.tracker import MlflowTracker
 
 
 def eval_stage(row: str, model: Path, out: Path, params: PipelineParams) -> dict:
     resolved = params.resolve(row)
-    return evaluate(
-        resolved.recipe, model, out, device=params.device_arg, tags=params.tags("eval"), profile=params.profile, run_name=resolved.run_name("eval")
-    )
+    tracker = MlflowTracker(tags=params.tags("eval"), run_name=resolved.run_name("eval"))
+    return evaluate(resolved.recipe, model, out, device=params.device_arg, tracker=tracker)
 
 
 if __name__ == "__main__":

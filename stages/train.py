@@ -19,6 +19,7 @@ from common import PipelineParams, recipe_key, stage_main
 from hrseg import io as hio
 from hrseg.engine.train import train
 from hrseg.recipe import Recipe
+from hrseg.tracking.tracker import MlflowTracker
 
 TRAINING_KEYS = ("model", "data", "train")  # eval settings do not change the weights
 
@@ -31,9 +32,8 @@ def run_dir(recipe: Recipe, params: PipelineParams) -> Path:
 def train_stage(row: str, model_dir: Path, results_dir: Path, params: PipelineParams) -> dict:
     resolved = params.resolve(row)
     work = run_dir(resolved.recipe, params)
-    metrics = train(
-        resolved.recipe, work, device=params.device_arg, profile=params.profile, tags=params.tags("train"), run_name=resolved.run_name("train")
-    )
+    tracker = MlflowTracker(tags=params.tags("train"), run_name=resolved.run_name("train"))
+    metrics = train(resolved.recipe, work, device=params.device_arg, tracker=tracker)
     if int(os.environ.get("RANK", "0")) == 0:
         hio.write_json(results_dir / "metrics.json", metrics)
         hio.copy_file(work / "log.csv", results_dir / "log.csv")

@@ -95,13 +95,16 @@ def test_train_and_evaluate_commands_use_the_same_resolution(at_repo, monkeypatc
 
     seen = {}
     monkeypatch.setattr(cli_train, "train", lambda recipe, out, **kw: seen.setdefault("train", (recipe, kw)))
-    monkeypatch.setattr(cli_evaluate, "evaluate", lambda recipe, *a, **kw: seen.setdefault("eval", recipe) and {"num_images": 0})
-    args = ["--profile", "embedded", "--data-root", "data/synth", "--set", "train.lr=0.02", "--no-track"]
+    monkeypatch.setattr(cli_evaluate, "evaluate", lambda recipe, *a, **kw: seen.setdefault("eval", (recipe, kw)) and {"num_images": 0})
+    args = ["--profile", "embedded", "--data-root", "data/synth", "--set", "train.lr=0.02"]
     assert CliRunner().invoke(app, ["train", "cityscapes_ocr", "-o", str(tmp_path), *args]).exit_code == 0
     assert CliRunner().invoke(app, ["evaluate", "cityscapes_ocr", "-c", "x.pth", "-o", str(tmp_path), *args]).exit_code == 0
     expected = _params(lr=0.02).resolve("cityscapes_ocr")
-    assert seen["train"][0] == expected.recipe and seen["eval"] == expected.recipe
-    assert seen["train"][1]["run_name"] == expected.run_name("train") == "train cityscapes_ocr lr=0.02"
+    assert seen["train"][0] == expected.recipe and seen["eval"][0] == expected.recipe
+    train_tracker, eval_tracker = seen["train"][1]["tracker"], seen["eval"][1]["tracker"]
+    assert train_tracker.run_name == expected.run_name("train") == "train cityscapes_ocr lr=0.02"
+    assert eval_tracker.run_name is None  # the library names it: eval <recipe> <checkpoint> <protocol>
+    assert train_tracker.tags == eval_tracker.tags == {"hrseg.profile": "embedded"} and train_tracker.uri is None
 
 
 @pytest.mark.parametrize("profile", PROFILES)

@@ -21,7 +21,8 @@ def store(tmp_path_factory) -> dict:
     from mlflow import MlflowClient
 
     from hrseg.recipe import load_recipe
-    from hrseg.tracking.tracker import params_from_dict, start_tracking
+    from hrseg.runtime.tracker import params_from_dict
+    from hrseg.tracking.tracker import start_tracking
 
     base = tmp_path_factory.mktemp("runs_store")
     uri = f"sqlite:///{(base / 'mlflow.db').as_posix()}"

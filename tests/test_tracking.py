@@ -1,5 +1,6 @@
-"""hrseg.tracking.tracker: default store, tags, params, run contents on a temporary SQLite store, and a
-tracking backend that is down, slow or failing (never raises, never blocks the caller)."""
+"""hrseg.tracking.tracker: default store, tags, params, run contents on a temporary SQLite store,
+the MlflowTracker the CLI and the stages hand the library (its tags, run name and run lookup), and
+a tracking backend that is down, slow or failing (never raises, never blocks the caller)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import threading
 
 import pytest
 
+from hrseg.runtime.tracker import NullRun, checkpoint_tags, find_training_run, params_from_dict, pipeline_tags
 from hrseg.tracking.tracker import (
-    Tracker,
+    MlflowRun,
+    MlflowTracker,
     default_tracking_uri,
-    file_reference_tags,
-    params_from_dict,
-    recorded_run_id,
     standard_tags,
     start_tracking,
 )
@@ -84,7 +84,7 @@ def test_run_contents_on_sqlite(clean_env, store, tmp_path):
     assert tracker.enabled and tracker.run_id
     tracker.log_metrics({"train/loss": 1.5}, step=10)
     tracker.log_metrics({"train/loss": 1.0}, step=20)
-    tracker.set_tags(file_reference_tags("checkpoint.final", artifact))
+    tracker.set_tags(checkpoint_tags("checkpoint.final", artifact))
     tracker.log_artifact(artifact, "results")
     tracker.log_dict({"train": {"lr": 0.01}}, "config/recipe.yaml")
     fig = Figure()
@@ -128,13 +128,41 @@ def test_disabled_trackers_accept_everything(clean_env, store):
     clean_env.setenv("RANK", "1")
     other_rank = start_tracking("hrseg/test", "x", tags={}, params={}, uri=store)
     for tracker in (off, other_rank):
-        assert not tracker.enabled and tracker.run_id is None
+        assert isinstance(tracker, NullRun) and not tracker.enabled and tracker.run_id is None
         tracker.log_metrics({"a": 1.0}, step=1)
         tracker.log_params({"a": 1})
         tracker.set_tags({"a": 1})
         tracker.log_dict({"a": 1}, "a.json")
         tracker.log_artifact("/nonexistent")
         tracker.close("FAILED")
+
+
+def test_mlflow_tracker_adds_its_tags_and_name_and_finds_runs_by_tag(clean_env, store, tmp_path):
+    """What the library gets from the CLI and the stages: the tracker's tags go over the
+    library's, its run name replaces the library's default, and an evaluation finds the
+    training run of a weight file by the file's sha256 (final, else best)."""
+    from mlflow import MlflowClient
+
+    clean_env.setenv("DVC_EXP_NAME", "lucky-lark")
+    tracker = MlflowTracker(uri=store, tags=pipeline_tags("train", "embedded"), run_name="train tiny lr=0.02")
+    final, best = tmp_path / "final.pth", tmp_path / "best.pth"
+    final.write_bytes(b"final weights")
+    best.write_bytes(b"best weights")
+    run = tracker.start_run("hrseg/test", "the library's default", {"hrseg.stage": "library", "hrseg.recipe": "tiny"}, {"train.lr": "0.02"})
+    run.set_tags({**checkpoint_tags("checkpoint.final", final), **checkpoint_tags("checkpoint.best", best)})
+    run.close()
+    got = MlflowClient(store).get_run(run.run_id)
+    assert got.info.run_name == "train tiny lr=0.02" and got.data.params == {"train.lr": "0.02"}
+    tags = got.data.tags
+    assert tags["hrseg.stage"] == "train" and tags["hrseg.recipe"] == "tiny" and tags["hrseg.profile"] == "embedded"
+    assert tags["hrseg.pipeline"] == "lucky-lark" and tags["dvc.exp_name"] == "lucky-lark"
+    with MlflowTracker(uri=store).start_run("hrseg/test", "the library's default", {}, {}) as unnamed:
+        pass
+    assert MlflowClient(store).get_run(unnamed.run_id).info.run_name == "the library's default"  # the tracker names none
+    for path in (final, best):
+        assert find_training_run(tracker, hashlib.sha256(path.read_bytes()).hexdigest()) == run.run_id
+    assert find_training_run(tracker, hashlib.sha256(b"other").hexdigest()) is None
+    assert find_training_run(MlflowTracker(uri=f"sqlite:///{tmp_path / 'empty.db'}"), "0" * 64) is None
 
 
 def test_refused_connection_disables_tracking_fast(clean_env, caplog):
@@ -174,7 +202,7 @@ class FailingClient:
 
 def test_backend_failing_mid_run_warns_once_and_stops_sending(caplog):
     client = FailingClient()
-    tracker = Tracker(client, "run-1")
+    tracker = MlflowRun(client, "run-1")
     with caplog.at_level(logging.WARNING, logger="hrseg.tracking.tracker"):
         for step in range(5):
             tracker.log_metrics({"loss": 1.0}, step=step)
@@ -205,7 +233,7 @@ class ArtifactsFailClient:
 
 def test_failing_artifact_uploads_keep_metrics_and_end_the_run(tmp_path, caplog):
     client = ArtifactsFailClient()
-    tracker = Tracker(client, "run-3")
+    tracker = MlflowRun(client, "run-3")
     (tmp_path / "a.txt").write_text("a")
     with caplog.at_level(logging.WARNING, logger="hrseg.tracking.tracker"):
         tracker.log_artifact(tmp_path / "a.txt")
@@ -222,7 +250,7 @@ def test_reopened_run_drops_steps_it_already_has():
     client = ArtifactsFailClient()
     logged = []
     client.log_batch = lambda run_id, metrics=(), **kw: logged.extend((m.key, m.step) for m in metrics)
-    tracker = Tracker(client, "run-4", logged_steps={"train/loss": 8, "val/miou": 1})
+    tracker = MlflowRun(client, "run-4", logged_steps={"train/loss": 8, "val/miou": 1})
     tracker.log_metrics({"train/loss": 1.0, "train/lr": 0.1}, step=8)
     tracker.log_metrics({"train/loss": 1.0}, step=12)
     tracker.log_metrics({"val/miou": 0.5}, step=1)
@@ -295,7 +323,7 @@ class BlockedClient:
 
 def test_slow_backend_never_blocks_the_caller(caplog):
     client = BlockedClient()
-    tracker = Tracker(client, "run-2", close_timeout=0.2)
+    tracker = MlflowRun(client, "run-2", close_timeout=0.2)
     tracker.log_metrics({"loss": 1.0}, step=1)
     assert client.entered.wait(10)
     # the backend is stuck inside the first call; logging more returns at once
@@ -306,11 +334,3 @@ def test_slow_backend_never_blocks_the_caller(caplog):
         tracker.close()  # gives up after close_timeout
     assert "did not answer within" in caplog.text
     client.release.set()
-
-
-def test_recorded_run_id_reads_the_file_hrseg_train_writes(tmp_path):
-    assert recorded_run_id(tmp_path) is None  # no file
-    (tmp_path / "mlflow_run.json").write_text('{"mlflow_run_id": "abc123", "tracking_uri": "sqlite:///x.db"}')
-    assert recorded_run_id(tmp_path) == "abc123"
-    (tmp_path / "mlflow_run.json").write_text("{truncated")
-    assert recorded_run_id(tmp_path) is None  # unreadable: no link rather than a failed evaluation

@@ -12,6 +12,8 @@ from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
 from hrseg.evaluation.evaluate import evaluate, parse_scales
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
 from hrseg.runtime import parse_isa, pin_cpu_numerics
+from hrseg.runtime.tracker import profile_tags
+from hrseg.tracking.tracker import MlflowTracker
 
 
 @app.command("evaluate")
@@ -51,6 +53,7 @@ def evaluate_cli(
     with user_errors():
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root").recipe
+        tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name) if track else None
         result = evaluate(
             resolved,
             checkpoint,
@@ -65,10 +68,7 @@ def evaluate_cli(
             num_samples=num_samples,
             num_overlays=overlays,
             save_predictions=save_predictions,
-            tracking=track,
-            tracking_uri=tracking_uri,
-            run_name=run_name,
-            profile=profile,
+            tracker=tracker,
         )
     if "miou" in result:
         nan_mean = "n/a" if result["miou_nan"] is None else f"{100 * result['miou_nan']:.2f}"

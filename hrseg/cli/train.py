@@ -11,6 +11,8 @@ from hrseg.cli._app import app, setup_logging, user_errors
 from hrseg.engine.train import train
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
 from hrseg.runtime import parse_isa, pin_cpu_numerics
+from hrseg.runtime.tracker import profile_tags
+from hrseg.tracking.tracker import MlflowTracker
 
 
 @app.command("train")
@@ -37,13 +39,5 @@ def train_cli(
     with user_errors():
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root")
-        train(
-            resolved.recipe,
-            out or Path("models") / resolved.recipe.name,
-            resume=resume,
-            device=device,
-            tracking=track,
-            tracking_uri=tracking_uri,
-            run_name=run_name or resolved.run_name("train"),
-            profile=profile,
-        )
+        tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name or resolved.run_name("train")) if track else None
+        train(resolved.recipe, out or Path("models") / resolved.recipe.name, resume=resume, device=device, tracker=tracker)

@@ -1,7 +1,9 @@
-"""Training engine: losses, LR schedule, optimizer, distributed helpers and the train loop.
+"""Training engine: losses, LR schedule, optimizer, the train loop and what it writes (progress,
+``log.csv`` and curve, overlays).
 
 The entry point is ``hrseg.engine.train.train(recipe, out_dir, *, resume=True, device=None,
-tracking=True, ...)`` (``hrseg train`` and the DVC train stage call it). It is not re-exported
+tracker=None)`` (``hrseg train`` and the DVC train stage call it, with an
+``hrseg.tracking.tracker.MlflowTracker``). It is not re-exported
 here so that ``hrseg.engine.train`` keeps naming the module."""
 
 from hrseg.engine.losses import SegmentationLoss, cross_entropy, ohem_cross_entropy

@@ -2,9 +2,11 @@
 
 Order of the functions = order in which they run: model and numerics, ``evaluate`` (per-epoch
 single-scale validation), ``train_one_epoch``, checkpoint writing, and ``train`` itself, which
-is the whole story. Data loading lives in ``hrseg.engine.loaders``, progress and result files in
-``hrseg.engine.report``. State is passed as arguments; there is no trainer
-object. ``model`` is what we call (possibly DDP-wrapped), ``model_without_ddp`` the module.
+is the whole story. Data loading lives in ``hrseg.engine.loaders``, the progress display in
+``hrseg.engine.progress``, ``log.csv`` and the curve in ``hrseg.engine.training_log``, the
+overlays in ``hrseg.engine.overlays``, what the run is called and tagged in
+``hrseg.runtime.tracker``. State is passed as arguments; there is no trainer object. ``model``
+is what we call (possibly DDP-wrapped), ``model_without_ddp`` the module.
 
 Protocol (official.md section 6): SGD + poly LR stepped after every optimizer step, per-epoch
 validation on ``data.val_split`` (single scale, no flip), ``best.pth`` by validation mIoU,
@@ -13,10 +15,11 @@ validation on ``data.val_split`` (single scale, no flip), ``best.pth`` by valida
 Outputs in ``out_dir``: ``best.pth``, ``final.pth``, ``metrics.json`` (final scalars),
 ``log.csv`` (one row per epoch), ``recipe.yaml`` (the resolved recipe), ``curve.png`` (loss, LR
 and val mIoU per epoch) and ``overlays/*.png`` (titled image / ground truth / prediction with a
-legend), also logged to MLflow; ``checkpoint.pth`` (latest, resumable: weights, optimizer, RNG)
-only while the run is unfinished: a successful run deletes it (it is twice the size of
-``final.pth``), so training into the same folder again starts afresh. Everything is written
-atomically through ``hrseg.io`` by rank 0.
+legend), also logged through the tracker (``train(..., tracker=...)``; rank 0);
+``checkpoint.pth`` (latest, resumable: weights, optimizer, RNG, the tracker's run id) only while
+the run is unfinished: a successful run deletes it (it is twice the size of ``final.pth``), so
+training into the same folder again starts afresh. Everything is written atomically through
+``hrseg.io`` by rank 0.
 
 Resuming: ``train(..., resume=True)`` continues from ``checkpoint.pth`` when it exists --
 mid-epoch checkpoints included (the sampler skips the batches already seen). With
@@ -28,11 +31,10 @@ the checkpoint).
 from __future__ import annotations
 
 import contextlib
-import io as _io
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,16 +49,18 @@ from hrseg.data import get_spec
 from hrseg.engine.loaders import build_datasets, steps_in_epoch, train_loader, val_loader
 from hrseg.engine.losses import SegmentationLoss
 from hrseg.engine.optim import build_optimizer, set_lr
-from hrseg.engine.report import Progress, start_run_tracking, training_curve, write_log_csv, write_overlays
+from hrseg.engine.overlays import write_overlays
+from hrseg.engine.progress import Progress
 from hrseg.engine.schedule import Schedule, build_schedule
 from hrseg.engine.state import check_resumable, rng_state, seed_everything, set_rng_state
+from hrseg.engine.training_log import write_log_csv, write_training_curve
 from hrseg.errors import HrsegError
 from hrseg.metrics import ConfusionMatrix
 from hrseg.models.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
 from hrseg.models.segmentation import build_model_from_config, resize_logits
-from hrseg.recipe import Recipe
+from hrseg.recipe import Recipe, load_recipe
 from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, wrap_model
-from hrseg.tracking.tracker import RUN_FILE
+from hrseg.runtime.tracker import NullRun, Run, Tracker, checkpoint_tags, experiment_name, train_run_name, train_run_params, train_run_tags
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +212,7 @@ def train_one_epoch(
     steps: int,
     *,
     progress: Progress,
-    tracker: Any,
+    run: Run,
     save: Any,
 ) -> None:
     """Run the optimizer steps ``pos.step .. steps - 1`` of ``pos.epoch``; updates ``pos``.
@@ -266,7 +270,7 @@ def train_one_epoch(
             progress.update(pos.epoch, step, steps, mean_loss, lr, ips, log_line=log_now)
             if log_now:
                 if window_steps:
-                    tracker.log_metrics({"train/loss": mean_loss, "train/lr": lr, "train/images_per_s": ips}, step=pos.global_step)
+                    run.log_metrics({"train/loss": mean_loss, "train/lr": lr, "train/images_per_s": ips}, step=pos.global_step)
                 window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
         if cfg.checkpoint_every > 0 and pos.global_step % cfg.checkpoint_every == 0 and pos.step < steps:
             save(pos)
@@ -342,42 +346,38 @@ def train(
     *,
     resume: bool = True,
     device: str | None = None,
-    tracking: bool = True,
-    tracking_uri: str | None = None,
-    run_name: str | None = None,
-    profile: str | None = None,
-    tags: Mapping[str, Any] | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe``, writing checkpoints and results to ``out_dir``; return the final metrics.
 
     Runs as a plain process (CPU or one GPU) or under torchrun (one process per GPU; NCCL on
     CUDA, gloo on CPU). ``device``: ``"cpu"``, ``"cuda"`` or None (CUDA when available).
-    ``resume``: continue from ``out_dir/checkpoint.pth`` when present. ``tracking``: log to
-    MLflow on rank 0 (``tracking_uri`` or the default store; failures only warn); ``run_name``,
-    ``profile`` (tag ``hrseg.profile``) and extra ``tags`` describe the MLflow run."""
+    ``resume``: continue from ``out_dir/checkpoint.pth`` when present (and the tracker's run
+    that the checkpoint names). ``tracker``: where the run is recorded (rank 0 only; e.g.
+    ``hrseg.tracking.tracker.MlflowTracker``); None records nothing."""
     info = init_distributed(device)
     try:
         with rank_zero_logging(info.rank), numerics(recipe, info):
-            return _train(
-                recipe, Path(out_dir), info,
-                resume=resume, tracking=tracking, tracking_uri=tracking_uri, run_name=run_name, profile=profile, tags=tags,
-            )  # fmt: skip
+            return _train(recipe, Path(out_dir), info, resume=resume, tracker=tracker)
     finally:
         cleanup(info)
 
 
-def _train(
-    recipe: Recipe,
-    out: Path,
-    info: DistInfo,
-    *,
-    resume: bool,
-    tracking: bool,
-    tracking_uri: str | None,
-    run_name: str | None,
-    profile: str | None,
-    tags: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def start_training_run(tracker: Tracker | None, recipe: Recipe, info: DistInfo, run_id: str | None) -> Run:
+    """The run of this training, started by ``tracker`` on rank 0 (``run_id``: the run of the
+    checkpoint being resumed); a ``NullRun`` without a tracker and on the other ranks."""
+    if tracker is None or not info.is_main:
+        return NullRun()
+    try:
+        recipe_file = load_recipe(recipe.name)
+    except HrsegError:  # a recipe without a file of its name: the run is named by the recipe name alone
+        recipe_file = None
+    return tracker.start_run(
+        experiment_name(recipe.data.dataset), train_run_name(recipe, recipe_file), train_run_tags(recipe, info), train_run_params(recipe), run_id=run_id
+    )
+
+
+def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: Tracker | None) -> dict[str, Any]:
     cfg = recipe.train
     spec = dataset_spec(recipe)
     check_recipe(recipe, info, spec.num_classes)
@@ -440,24 +440,18 @@ def _train(
         pos = restore_position(ckpt)
 
     # --- tracking (rank 0) and run files
-    tracker = start_run_tracking(
-        recipe, info, enabled=tracking, uri=tracking_uri, run_id=ckpt.get("mlflow_run_id") if ckpt else None, run_name=run_name, profile=profile, tags=tags
-    )
+    run = start_training_run(tracker, recipe, info, ckpt.get("mlflow_run_id") if ckpt else None)
     if info.is_main:
         import yaml
 
         out.mkdir(parents=True, exist_ok=True)
         hio.write_text(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-        tracker.log_dict(recipe.to_dict(), "config/recipe.yaml")
-        if tracker.run_id:
-            # lets `hrseg evaluate <out>/final.pth` link its run to this one; kept out of the
-            # weight files so that they stay byte-identical between identical runs
-            hio.write_json(out / RUN_FILE, {"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri})
+        run.log_dict(recipe.to_dict(), "config/recipe.yaml")
 
     def save(p: Position) -> None:
         rng = _gather_rng(info)  # a collective: every rank takes part
         if info.is_main:
-            hio.torch_save(training_checkpoint(model_without_ddp, optimizer, scaler, recipe, info, p, rng, tracker.run_id), ckpt_path)
+            hio.torch_save(training_checkpoint(model_without_ddp, optimizer, scaler, recipe, info, p, rng, run.run_id), ckpt_path)
             log.info("checkpoint: epoch %d, iteration %d of the epoch -> %s", p.epoch + 1, p.step, ckpt_path)
 
     # RNG last: building the model above consumed random numbers
@@ -483,7 +477,7 @@ def _train(
             started = time.perf_counter()
             train_one_epoch(
                 model, criterion, optimizer, scaler, loader, schedule, recipe, info, pos, steps,
-                progress=progress, tracker=tracker, save=save,
+                progress=progress, run=run, save=save,
             )  # fmt: skip
             row: dict[str, Any] = {
                 "epoch": epoch + 1,
@@ -499,7 +493,7 @@ def _train(
             if (epoch + 1) % max(1, cfg.validate_every) == 0 or last:
                 metrics = validate(model_without_ddp, val_loader_, recipe, info, spec.ignore_label)
                 row.update(val_miou=metrics["miou"], val_pixel_acc=metrics["pixel_acc"], val_mean_acc=metrics["mean_acc"])
-                tracker.log_metrics({"val/miou": metrics["miou"], "val/pixel_acc": metrics["pixel_acc"], "val/mean_acc": metrics["mean_acc"]}, step=epoch + 1)
+                run.log_metrics({"val/miou": metrics["miou"], "val/pixel_acc": metrics["pixel_acc"], "val/mean_acc": metrics["mean_acc"]}, step=epoch + 1)
                 if metrics["miou"] > pos.best_miou:
                     pos.best_miou, pos.best_epoch = metrics["miou"], epoch + 1
                     if info.is_main:
@@ -513,14 +507,14 @@ def _train(
             epoch_metrics = {"train/epoch_time_s": row["epoch_time_s"]}
             if row["train_loss"] is not None:
                 epoch_metrics["train/epoch_loss"] = row["train_loss"]
-            tracker.log_metrics(epoch_metrics, step=epoch + 1)
+            run.log_metrics(epoch_metrics, step=epoch + 1)
             pos.history.append(row)
             pos.epoch, pos.step, pos.loss_sum, pos.loss_count = epoch + 1, 0, 0.0, 0
             if info.is_main:
                 write_log_csv(out / "log.csv", pos.history)
             save(pos)
         progress.close()
-        result = finish(model_without_ddp, recipe, info, pos, sets["val"], spec, out, tracker)
+        result = finish(model_without_ddp, recipe, info, pos, sets["val"], spec, out, run)
         if info.is_main:  # finished: final.pth holds the weights, nothing is left to resume
             ckpt_path.unlink(missing_ok=True)
         status = "FINISHED"
@@ -530,7 +524,7 @@ def _train(
         raise
     finally:
         progress.close()
-        tracker.close(status)
+        run.close(status)
 
 
 def _fmt(value: float | None) -> str:
@@ -541,8 +535,8 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_set: Dataset, spec: Any, out: Path, tracker: Any) -> dict[str, Any]:
-    """final.pth, metrics.json, log.csv, curve and overlays (rank 0); MLflow artifacts and
+def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_set: Dataset, spec: Any, out: Path, run: Run) -> dict[str, Any]:
+    """final.pth, metrics.json, log.csv, curve and overlays (rank 0); the run's artifacts and
     checkpoint references."""
     last = next((r for r in reversed(pos.history) if r.get("val_miou") is not None), {})
     metrics = {
@@ -559,32 +553,27 @@ def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_
     metrics = {k: v for k, v in metrics.items() if v is not None}
     if not info.is_main:
         return metrics
-    from hrseg.tracking.tracker import file_reference_tags
-
     hio.torch_save(make_checkpoint(model, recipe.model, recipe=recipe.to_dict(), epoch=pos.epoch, metrics=metrics), out / FINAL)
     hio.write_json(out / "metrics.json", metrics)
     write_log_csv(out / "log.csv", pos.history)
-    fig = training_curve(pos.history)
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    hio.write_bytes(out / "curve.png", buffer.getvalue())
+    fig = write_training_curve(out / "curve.png", pos.history)
     overlays = write_overlays(model, val_set, recipe, info, spec, out / "overlays", recipe.eval.num_overlays)
 
     summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k.startswith(("best_", "final_"))}
     # the same names as evaluation runs (miou, pixel_acc, mean_acc), so one column in the
     # MLflow UI / `hrseg runs` compares both; for training they are the final single-scale val
     summary.update({name: summary[f"final_{name}"] for name in ("miou", "pixel_acc", "mean_acc") if f"final_{name}" in summary})
-    tracker.log_metrics(summary, step=pos.epoch)
-    tracker.log_artifact(out / "metrics.json", "results")
-    tracker.log_artifact(out / "log.csv", "results")
+    run.log_metrics(summary, step=pos.epoch)
+    run.log_artifact(out / "metrics.json", "results")
+    run.log_artifact(out / "log.csv", "results")
     if (out / "best_val_iou.json").is_file():
-        tracker.log_artifact(out / "best_val_iou.json", "results")
-    tracker.log_figure(fig, "curves/training.png")
+        run.log_artifact(out / "best_val_iou.json", "results")
+    run.log_figure(fig, "curves/training.png")
     for path in overlays:
-        tracker.log_artifact(path, "overlays")
-    refs = file_reference_tags("checkpoint.final", out / FINAL)
+        run.log_artifact(path, "overlays")
+    refs = checkpoint_tags("checkpoint.final", out / FINAL)
     if (out / BEST).is_file():
-        refs.update(file_reference_tags("checkpoint.best", out / BEST))
-    tracker.set_tags(refs)
+        refs.update(checkpoint_tags("checkpoint.best", out / BEST))
+    run.set_tags(refs)
     log.info("done: %s", ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if v is not None))
     return metrics

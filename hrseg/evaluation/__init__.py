@@ -3,7 +3,7 @@
 ``predict`` (``hrseg predict``) and generic visualisation helpers (``visualize``).
 
 This package file only re-exports the light pieces; import ``evaluate``, ``predict`` and
-``visualize`` from their modules (they pull in data loading, plotting and tracking).
+``visualize`` from their modules (they pull in data loading and plotting).
 """
 
 from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict

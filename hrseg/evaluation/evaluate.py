@@ -14,8 +14,9 @@ sum the confusion matrices over ranks, then (rank 0) write
                            benchmark server (every rank writes its own images); other
                            datasets: palettised class-index PNGs;
 
-and log the run to MLflow like training (experiment ``hrseg/<dataset>``, tag
-``hrseg.stage=eval``, linked to the training run when the checkpoint names it).
+and record the run through the caller's tracker like training (experiment ``hrseg/<dataset>``,
+tag ``hrseg.stage=eval``, linked to the training run that wrote the checkpoint: see
+``hrseg.runtime.tracker``).
 
 Testval details (official.md section 7): ADE20K's official code does not crop the
 multiple-of-8 testval padding before resizing the prediction to the label size;
@@ -32,7 +33,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,9 @@ from hrseg.metrics import ConfusionMatrix
 from hrseg.recipe import EvalConfig, Recipe
 from hrseg.runtime.distributed import cleanup, init_distributed, rank_zero_logging
 from hrseg.runtime.progress import progress
+from hrseg.runtime.tracker import NullRun, Run, Tracker, eval_run_name, eval_run_params, eval_run_tags, experiment_name, find_training_run
 from hrseg.visualize import confusion_matrix_figure, prediction_panel, save_figure, save_label_png, save_png
+from hrseg.weights.download import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +203,7 @@ def evaluate(
     num_samples: int | None = None,
     num_overlays: int | None = None,
     save_predictions: bool = False,
-    tracking: bool = True,
-    tracking_uri: str | None = None,
-    run_name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    train_run_id: str | None = None,
-    profile: str | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``recipe.eval.split`` (or ``split``) and write the outputs
     listed in the module docstring to ``out_dir``. Returns the summary (``metrics.json``) plus
@@ -222,9 +220,10 @@ def evaluate(
     ``align_corners`` (the user's flag) overrides the value the checkpoint stores or the weight
     catalogue gives, which in turn override the recipe's (``hrseg.evaluation.alignment``).
 
-    MLflow (rank 0, ``tracking``): ``tags`` are added to the run's tags; ``train_run_id`` (else
-    the checkpoint's ``mlflow_run_id``) becomes the ``hrseg.train_run_id`` tag linking the
-    training run; ``profile`` the ``hrseg.profile`` tag."""
+    ``tracker``: where the run is recorded (rank 0 only; e.g.
+    ``hrseg.tracking.tracker.MlflowTracker``; None records nothing); the run's tag
+    ``hrseg.train_run_id`` names the training run that wrote ``checkpoint``, found by the tracker
+    from the file's sha256 (``hrseg.runtime.tracker.find_training_run``)."""
     recipe = with_protocol(recipe, scales=scales, flip=flip, split=split, batch_size=batch_size)
     info = init_distributed(device)
     try:
@@ -233,8 +232,7 @@ def evaluate(
             return _evaluate(
                 recipe, Path(checkpoint), Path(out_dir), info, path=path, num_samples=num_samples,
                 num_overlays=recipe.eval.num_overlays if num_overlays is None else num_overlays,
-                save_predictions=save_predictions, tracking=tracking, tracking_uri=tracking_uri, run_name=run_name,
-                extra_tags={**(tags or {}), **({"hrseg.profile": profile} if profile else {})}, train_run_id=train_run_id,
+                save_predictions=save_predictions, tracker=tracker,
             )  # fmt: skip
     finally:
         cleanup(info)
@@ -250,11 +248,7 @@ def _evaluate(
     num_samples: int | None,
     num_overlays: int,
     save_predictions: bool,
-    tracking: bool,
-    tracking_uri: str | None,
-    run_name: str | None,
-    extra_tags: Mapping[str, Any],
-    train_run_id: str | None,
+    tracker: Tracker | None,
 ) -> dict[str, Any]:
     spec = get_spec(recipe.data.dataset, recipe.data.classes)
     if spec.num_classes != recipe.model.num_classes:
@@ -275,10 +269,7 @@ def _evaluate(
     )  # fmt: skip
 
     loaded = load_model(recipe, checkpoint, info.device, path=path)
-    tracker = _start_tracking(
-        recipe, loaded, info, tracking=tracking, uri=tracking_uri, run_name=run_name, split_len=len(dataset),
-        extra_tags=extra_tags, train_run_id=train_run_id,
-    )  # fmt: skip
+    run = start_evaluation_run(tracker, recipe, loaded, info, len(dataset))
     status = "FAILED"
     try:
         log.info(
@@ -337,68 +328,27 @@ def _evaluate(
             else:
                 log.info("wrote %d test-set predictions to %s", len(dataset), out / "test_results")
             metrics = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            tracker.log_metrics({**metrics, "images_per_s": rate})
+            run.log_metrics({**metrics, "images_per_s": rate})
             for f in files:
-                tracker.log_artifact(f, "results")
+                run.log_artifact(f, "results")
             for f in written_overlays:
-                tracker.log_artifact(f, "overlays")
+                run.log_artifact(f, "overlays")
         status = "FINISHED"
     finally:
-        tracker.close(status)
+        run.close(status)
     full = dict(summary)
     if result is not None:
         full.update({k: result[k] for k in ("iou", "acc", "gt_pixels", "pred_pixels")})
     return full
 
 
-def _start_tracking(
-    recipe: Recipe,
-    loaded: LoadedModel,
-    info: Any,
-    *,
-    tracking: bool,
-    uri: str | None,
-    run_name: str | None,
-    split_len: int,
-    extra_tags: Mapping[str, Any],
-    train_run_id: str | None,
-) -> Any:
-    """An MLflow run for this evaluation (rank 0; disabled tracker elsewhere or when off)."""
-    from hrseg.tracking.tracker import (
-        disabled_tracker,
-        find_run_by_tag,
-        params_from_dict,
-        recorded_run_id,
-        sha256_file,
-        start_tracking,
-    )
-
-    if not (tracking and info.is_main):
-        return disabled_tracker()
-    ev = recipe.eval
-    protocol = "ss" if tuple(ev.scales) == (1.0,) else f"{len(ev.scales)}scales"
-    name = run_name or f"eval {recipe.name} {loaded.checkpoint.name} {protocol}{'+flip' if ev.flip else ''}"
-    tags = {
-        "hrseg.recipe": recipe.name,
-        "hrseg.stage": "eval",
-        "hrseg.dataset": recipe.data.dataset,
-        "hrseg.model": recipe.model.name,
-        "hrseg.split": ev.split,
-        "hrseg.inference_path": loaded.path,
-        "world_size": info.world_size,
-        "device": str(info.device) if info.device.type == "cpu" else torch.cuda.get_device_name(info.device),
-        "torch": torch.__version__,
-    }
-    tags.update({str(k): str(v) for k, v in extra_tags.items()})
+def start_evaluation_run(tracker: Tracker | None, recipe: Recipe, loaded: LoadedModel, info: Any, num_images: int) -> Run:
+    """The run of this evaluation, started by ``tracker`` on rank 0 and linked to the training
+    run that wrote the checkpoint (found by its sha256); a ``NullRun`` without a tracker and on
+    the other ranks (the checkpoint is then not hashed)."""
+    if tracker is None or not info.is_main:
+        return NullRun()
     checkpoint_sha = sha256_file(loaded.checkpoint)
-    train_run = (
-        train_run_id
-        or loaded.checkpoint_meta.get("mlflow_run_id")
-        or recorded_run_id(loaded.checkpoint.parent)
-        or find_run_by_tag("checkpoint.final.sha256", checkpoint_sha, uri)  # a copy of a training run's final.pth
-    )
-    if train_run:
-        tags["hrseg.train_run_id"] = str(train_run)
-    params = params_from_dict(recipe.to_dict())
-    params.update({"checkpoint.path": str(loaded.checkpoint.resolve()), "checkpoint.sha256": checkpoint_sha, "eval.num_images": str(split_len)})
-    return start_tracking(f"hrseg/{recipe.data.dataset}", name, tags=tags, params=params, uri=uri, enabled=True)
+    tags = eval_run_tags(recipe, info, loaded.path, find_training_run(tracker, checkpoint_sha))
+    params = eval_run_params(recipe, loaded.checkpoint, checkpoint_sha, num_images)
+    return tracker.start_run(experiment_name(recipe.data.dataset), eval_run_name(recipe, loaded.checkpoint), tags, params)

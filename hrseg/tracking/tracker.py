@@ -1,8 +1,11 @@
-"""MLflow tracking behind one small class; a tracking failure warns, it never stops a run.
+"""MLflow tracking behind two small classes; a tracking failure warns, it never stops a run.
 
-``start_tracking(...)`` returns a ``Tracker``. Only global rank 0 talks to MLflow: on any
-other rank, with ``enabled=False``, or when the backend cannot be reached, it returns a
-*disabled* tracker that accepts every call and does nothing.
+``MlflowTracker`` is the ``hrseg.runtime.tracker.Tracker`` that the CLI and the DVC stages hand
+to the library: where runs go (``uri``), the tags it adds to every run it starts, and the run
+name that replaces the library's default. Its ``start_run`` (``start_tracking(...)``, which the
+stages that log by themselves call directly) returns an ``MlflowRun``. Only global rank 0 talks
+to MLflow: on any other rank, with ``enabled=False``, or when the backend cannot be reached, it
+returns a ``hrseg.runtime.tracker.NullRun`` that accepts every call and does nothing.
 
 Failure policy (documented in the README):
 
@@ -36,8 +39,6 @@ directory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import queue
@@ -46,18 +47,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from hrseg.config import flatten
+from hrseg.runtime.tracker import MAX_PARAM_LENGTH, NullRun
 
 log = logging.getLogger(__name__)
 
-#: MLflow's limit on the length of a parameter value.
-MAX_PARAM_LENGTH = 6000
-#: ``hrseg train`` records its MLflow run in this file, next to its checkpoints
-RUN_FILE = "mlflow_run.json"
 _QUEUE_SIZE = 10_000
 
 
@@ -73,16 +71,6 @@ def repo_root(cwd: str | os.PathLike | None = None) -> Path:
     cwd = Path(cwd or Path.cwd()).resolve()
     top = _git(["rev-parse", "--show-toplevel"], cwd)
     return Path(top).resolve() if top else cwd
-
-
-def recorded_run_id(directory: str | os.PathLike) -> str | None:
-    """The MLflow run id that ``hrseg train`` recorded in ``directory/RUN_FILE`` (None when the
-    file is absent or unreadable)."""
-    path = Path(directory) / RUN_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("mlflow_run_id") if path.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def default_tracking_uri(cwd: str | os.PathLike | None = None) -> str:
@@ -119,35 +107,6 @@ def standard_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     return tags
 
 
-def params_from_dict(data: Mapping[str, Any]) -> dict[str, str]:
-    """Flatten a nested (resolved recipe) dict into MLflow params: dotted keys, string values,
-    ``None`` written as ``"none"``, lists as ``[a, b]``, values cut at MLflow's length limit."""
-    params = {}
-    for key, value in flatten(dict(data)).items():
-        if value is None:
-            text = "none"
-        elif isinstance(value, (list, tuple)):
-            text = "[" + ", ".join("none" if v is None else str(v) for v in value) + "]"
-        else:
-            text = str(value)
-        params[key] = text[:MAX_PARAM_LENGTH]
-    return params
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_reference_tags(name: str, path: str | os.PathLike) -> dict[str, str]:
-    """Tags that reference a file without uploading it: ``<name>.path`` and ``<name>.sha256``."""
-    path = Path(path)
-    return {f"{name}.path": str(path.resolve()), f"{name}.sha256": sha256_file(path)}
-
-
 def _artifact_location(uri: str, experiment: str) -> str | None:
     """For a local SQLite store, keep artifacts next to the database (``mlartifacts/``), not in
     the working directory; other backends decide for themselves."""
@@ -178,20 +137,43 @@ def _short_timeouts(timeout: float) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------
-# The tracker
+# The tracker and its runs
 # --------------------------------------------------------------------------------------
 
 
-class Tracker:
-    """One MLflow run. Calls return at once; a background thread sends them in order.
+@dataclass(frozen=True)
+class MlflowTracker:
+    """Where and how the library's runs go to MLflow (an ``hrseg.runtime.tracker.Tracker``).
 
-    A tracker built without a client is disabled: every method is a no-op and ``run_id`` is
-    ``None``."""
+    ``uri``: the store (None: ``default_tracking_uri()``); ``tags``: added to every run it
+    starts, over the library's (e.g. ``hrseg.profile``, the pipeline's stage tags);
+    ``run_name``: replaces the library's default name."""
+
+    uri: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    run_name: str | None = None
+    preflight_timeout: float = 5.0
+    close_timeout: float = 60.0
+
+    def start_run(
+        self, experiment: str, name: str, tags: Mapping[str, str], params: Mapping[str, str], *, run_id: str | None = None
+    ) -> MlflowRun | NullRun:
+        return start_tracking(
+            experiment, self.run_name or name, tags={**tags, **self.tags}, params=params, uri=self.uri, run_id=run_id,
+            preflight_timeout=self.preflight_timeout, close_timeout=self.close_timeout,
+        )  # fmt: skip
+
+    def find_run(self, tag: str, value: str) -> str | None:
+        return find_run_by_tag(tag, value, self.uri)
+
+
+class MlflowRun:
+    """One MLflow run. Calls return at once; a background thread sends them in order."""
 
     def __init__(
         self,
-        client: Any = None,
-        run_id: str | None = None,
+        client: Any,
+        run_id: str,
         *,
         uri: str | None = None,
         close_timeout: float = 60.0,
@@ -199,7 +181,7 @@ class Tracker:
         retry_timeout: float = 5.0,
     ) -> None:
         self._client = client
-        self.run_id = run_id if client is not None else None
+        self.run_id = run_id
         self.uri = uri
         self.close_timeout = close_timeout
         self.retry_timeout = retry_timeout
@@ -208,26 +190,22 @@ class Tracker:
         self._failed = False
         self._artifacts_failed = False
         self._dropped = 0
-        self._queue: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
         self._closed = False
-        if client is not None:
-            self._queue = queue.Queue(maxsize=_QUEUE_SIZE)
-            self._thread = threading.Thread(target=self._work, name="hrseg-mlflow", daemon=True)
-            self._thread.start()
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        self._thread = threading.Thread(target=self._work, name="hrseg-mlflow", daemon=True)
+        self._thread.start()
 
     @property
     def enabled(self) -> bool:
-        return self._client is not None and not self._failed and not self._closed
+        return not self._failed and not self._closed
 
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
-        return f"Tracker({state}, run_id={self.run_id!r}, uri={self.uri!r})"
+        return f"MlflowRun({state}, run_id={self.run_id!r}, uri={self.uri!r})"
 
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        assert self._queue is not None
         while True:
             item = self._queue.get()
             try:
@@ -261,7 +239,7 @@ class Tracker:
             )  # fmt: skip
 
     def _submit(self, what: str, call: Callable[[], Any], kind: str = "call") -> None:
-        if not self.enabled or self._queue is None or (kind == "artifact" and self._artifacts_failed):
+        if not self.enabled or (kind == "artifact" and self._artifacts_failed):
             return
         try:
             self._queue.put_nowait((what, call, kind))
@@ -272,8 +250,6 @@ class Tracker:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued call was sent (or ``timeout`` seconds); True if drained."""
-        if self._queue is None:
-            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._queue.unfinished_tasks:
             if deadline is not None and time.monotonic() > deadline:
@@ -352,22 +328,20 @@ class Tracker:
 
     def close(self, status: str = "FINISHED") -> None:
         """End the run (``FINISHED``, ``FAILED`` or ``KILLED``) and stop the worker thread."""
-        if self._client is None or self._closed:
+        if self._closed:
             return
-        if self._queue is not None:
-            failed = self._failed
+        failed = self._failed
 
-            def end() -> None:
-                # after a failure the backend may be down: one quick try instead of MLflow's retries
-                with _short_timeouts(self.retry_timeout) if failed or self._failed else contextlib.nullcontext():
-                    self._client.set_terminated(self.run_id, status)
+        def end() -> None:
+            # after a failure the backend may be down: one quick try instead of MLflow's retries
+            with _short_timeouts(self.retry_timeout) if failed or self._failed else contextlib.nullcontext():
+                self._client.set_terminated(self.run_id, status)
 
-            try:
-                self._queue.put((f"ending the run ({status})", end, "end"), timeout=1.0)
-            except queue.Full:
-                pass
+        try:
+            self._queue.put((f"ending the run ({status})", end, "end"), timeout=1.0)
+        except queue.Full:
+            pass
         self._closed = True
-        assert self._queue is not None and self._thread is not None
         try:
             self._queue.put(None, timeout=1.0)
         except queue.Full:
@@ -376,15 +350,11 @@ class Tracker:
         if self._thread.is_alive():
             log.warning("MLflow backend did not answer within %.0f s; run %s may stay RUNNING", self.close_timeout, self.run_id)
 
-    def __enter__(self) -> Tracker:
+    def __enter__(self) -> MlflowRun:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close("FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED")
-
-
-def disabled_tracker() -> Tracker:
-    return Tracker(None)
 
 
 def _global_rank() -> int:
@@ -405,16 +375,16 @@ def start_tracking(
     enabled: bool = True,
     preflight_timeout: float = 5.0,
     close_timeout: float = 60.0,
-) -> Tracker:
-    """Open (or, with ``run_id``, reopen) an MLflow run and return its ``Tracker``.
+) -> MlflowRun | NullRun:
+    """Open (or, with ``run_id``, reopen) an MLflow run and return its ``MlflowRun``.
 
     ``experiment`` is created when missing (with its artifacts next to a local SQLite store).
     ``tags`` are added to ``standard_tags()``; ``params`` are logged once (on a reopened run,
     only the keys it does not have yet, so a resume never trips MLflow's "param changed" error).
-    Returns a disabled tracker on non-zero ranks, when ``enabled`` is false, or when the
+    Returns a ``NullRun`` on non-zero ranks, when ``enabled`` is false, or when the
     backend does not answer within ``preflight_timeout`` seconds (one warning)."""
     if not enabled or _global_rank() != 0:
-        return disabled_tracker()
+        return NullRun()
     uri = uri or default_tracking_uri()
     problem = store_problem(uri, timeout=preflight_timeout)
     if problem is not None:
@@ -424,7 +394,7 @@ def start_tracking(
             uri,
             problem,
         )
-        return disabled_tracker()
+        return NullRun()
     try:
         with _short_timeouts(preflight_timeout):
             client, active_run_id, logged = _open_run(uri, experiment, run_name, dict(tags or {}), dict(params or {}), run_id)
@@ -436,9 +406,9 @@ def start_tracking(
             type(exc).__name__,
             first,
         )
-        return disabled_tracker()
+        return NullRun()
     log.info("MLflow run %s in experiment %r at %s", active_run_id, experiment, uri)
-    return Tracker(client, active_run_id, uri=uri, close_timeout=close_timeout, logged_steps=logged, retry_timeout=preflight_timeout)
+    return MlflowRun(client, active_run_id, uri=uri, close_timeout=close_timeout, logged_steps=logged, retry_timeout=preflight_timeout)
 
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -557,9 +527,8 @@ def _ensure_experiment(client: Any, name: str, uri: str) -> str:
 
 def find_run_by_tag(key: str, value: str, uri: str | None = None, timeout: float = 10.0) -> str | None:
     """The newest run (any experiment) whose tag ``key`` equals ``value``; None when there is
-    none or the store cannot be read (this is a convenience link, never an error). The
-    evaluation of a model finds the training run that wrote it this way, by the model file's
-    sha256 (tag ``checkpoint.final.sha256``), so no side file has to travel with the model."""
+    none or the store cannot be read (this is a convenience link, never an error). How an
+    evaluation finds its training run with it: ``hrseg.runtime.tracker.find_training_run``."""
     try:
         from mlflow import MlflowClient
 

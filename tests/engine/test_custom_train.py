@@ -18,6 +18,7 @@ from hrseg.data import prepare_dataset
 from hrseg.data.synth import CUSTOM_NAMES, CUSTOM_PALETTE, generate_synthetic, write_custom_dataset
 from hrseg.engine.train import train
 from hrseg.recipe import load_recipe
+from hrseg.tracking.tracker import MlflowTracker
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY_PALETTE = ((0, 0, 0), (255, 200, 0))
@@ -51,7 +52,7 @@ def six_class_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        metrics = train(recipe, base / "run", tracking_uri=f"sqlite:///{base / 'mlflow.db'}")
+        metrics = train(recipe, base / "run", tracker=MlflowTracker(uri=f"sqlite:///{base / 'mlflow.db'}"))
     finally:
         torch.set_num_threads(threads)
     return recipe, base / "run", metrics, base
@@ -81,7 +82,7 @@ def test_six_classes_evaluate_with_class_names(six_class_run, tmp_path):
     from hrseg.evaluation.evaluate import evaluate
 
     recipe, run, _, _ = six_class_run
-    result = evaluate(recipe, run / "final.pth", tmp_path, device="cpu", tracking=False, path="eager")
+    result = evaluate(recipe, run / "final.pth", tmp_path, device="cpu", path="eager")
     # the generic protocol (long side 128, one 128x128 pass; training validates whole images at
     # their own size, so the numbers differ)
     assert result["miou"] > 0.35
@@ -148,7 +149,7 @@ def test_binary_with_ohem_and_class_weights(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        metrics = train(recipe, tmp_path / "run", tracking=False)  # nonfinite_loss: stop -> a NaN would raise
+        metrics = train(recipe, tmp_path / "run")  # nonfinite_loss: stop -> a NaN would raise
     finally:
         torch.set_num_threads(threads)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv", newline="")))

@@ -35,7 +35,7 @@ def _without_times(rows):
 
 def test_train_writes_results_and_follows_the_schedule(tiny_recipe, tmp_path):
     recipe = tiny_recipe(**{"train.epochs": 1, "train.batch_size": 1})  # batch 1 per process must work with OCR
-    metrics = train(recipe, tmp_path, tracking=False)
+    metrics = train(recipe, tmp_path)
 
     names = {p.name for p in tmp_path.iterdir()}
     assert {"best.pth", "final.pth", "metrics.json", "log.csv", "recipe.yaml", "curve.png", "overlays"} <= names
@@ -61,7 +61,7 @@ def test_train_writes_results_and_follows_the_schedule(tiny_recipe, tmp_path):
 
 def test_extra_epochs_fine_tune_on_trainval_with_a_fresh_poly(tiny_recipe, tmp_path):
     recipe = tiny_recipe(**{"train.epochs": 1, "train.extra_epochs": 1, "train.extra_lr": 0.001, "train.batch_size": 4, "eval.num_overlays": 0})
-    metrics = train(recipe, tmp_path, tracking=False)
+    metrics = train(recipe, tmp_path)
     rows = read_log(tmp_path / "log.csv")
     assert [(r["epoch"], r["phase"], r["iteration"]) for r in rows] == [("1", "train", "6"), ("2", "extra", "14")]  # 24 / 4, 32 / 4
     assert float(rows[0]["lr"]) == pytest.approx(poly_lr(recipe.train.lr, 5, 6))
@@ -77,10 +77,10 @@ def test_nonfinite_loss_stops_with_the_iteration_or_skips(tiny_recipe, tmp_path,
     monkeypatch.setattr(SegmentationLoss, "forward", lambda self, *args, **kw: forward(self, *args, **kw) * float("nan"))
     recipe = tiny_recipe(**{"train.epochs": 1})
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1, iteration 1 of the epoch.*nonfinite_loss=skip"):
-        train(recipe, tmp_path / "stop", tracking=False)
+        train(recipe, tmp_path / "stop")
 
     skip = tiny_recipe(**{"train.epochs": 1, "train.nonfinite_loss": "skip"})
-    metrics = train(skip, tmp_path / "skip", tracking=False)
+    metrics = train(skip, tmp_path / "skip")
     assert metrics["iterations"] == 12 and "final_train_loss" not in metrics
     assert "non-finite loss (nan) at epoch 1, iteration 12" in caplog.text
     # no step was taken: the weights are still the initial ones

@@ -14,9 +14,9 @@ def test_corrupt_resume_state_says_what_it_is_and_suggests_no_resume(tiny_recipe
     out.mkdir()
     (out / "checkpoint.pth").write_bytes(b"PK\x03\x04" + b"\x00" * 200)  # a cut-off zip
     with pytest.raises(CheckpointError) as info:
-        train(recipe, out, tracking=False)
+        train(recipe, out)
     message = str(info.value)
     assert message.startswith(f"{out / 'checkpoint.pth'}: cannot read checkpoint")
     assert "this run's resume state" in message and "--no-resume" in message and "download" not in message
-    metrics = train(recipe, out, tracking=False, resume=False)  # the suggested way out works
+    metrics = train(recipe, out, resume=False)  # the suggested way out works
     assert metrics["epochs"] == 1

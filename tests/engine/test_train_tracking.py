@@ -1,15 +1,21 @@
 """What a training run puts into MLflow (checked through the MLflow client on a temporary
-SQLite store), and that an interrupted run continues the same MLflow run when resumed."""
+SQLite store), that an interrupted run continues the same MLflow run when resumed, and that an
+evaluation of its weights (a copy, as the pipeline's models/<row>/model.pth, or the run
+folder's own files) is linked to it."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import pytest
 
 import hrseg.engine.train as engine_train
 from hrseg.config import flatten
 from hrseg.engine.train import train
+from hrseg.evaluation.evaluate import evaluate
+from hrseg.runtime.tracker import profile_tags
+from hrseg.tracking.tracker import MlflowTracker
 
 
 def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
@@ -20,6 +26,7 @@ def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     recipe = tiny_recipe(**{"train.lr": 0.02})
     out = tmp_path / "run"
+    tracker = MlflowTracker(uri=uri, tags={**profile_tags("smoke"), "pipeline.id": "p1"})  # what the CLI and the stages hand the library
 
     # interrupt the run in its second validation (after the epoch-1 checkpoint)
     real_validate = engine_train.validate
@@ -33,13 +40,13 @@ def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine_train, "validate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(recipe, out, tracking_uri=uri, profile="smoke", tags={"pipeline.id": "p1"})
+        train(recipe, out, tracker=tracker)
     client = MlflowClient(uri)
     [run] = client.search_runs(client.get_experiment_by_name("hrseg/cityscapes").experiment_id)
     assert run.info.status == "KILLED"
 
     monkeypatch.setattr(engine_train, "validate", real_validate)
-    metrics = train(recipe, out, tracking_uri=uri, profile="smoke", tags={"pipeline.id": "p1"})  # same command: resumes
+    metrics = train(recipe, out, tracker=tracker)  # same command: resumes
 
     runs = client.search_runs(run.info.experiment_id)
     assert [r.info.run_id for r in runs] == [run.info.run_id]  # the same MLflow run continued
@@ -77,6 +84,15 @@ def test_training_run_in_mlflow(tiny_recipe, tmp_path, monkeypatch):
     assert len([a for a in artifacts if a.startswith("overlays/")]) == 2
     assert not any(a.endswith(".pth") for a in artifacts)  # checkpoints are referenced, not copied
 
+    # evaluations find this run by the sha256 of the file they evaluate
+    (tmp_path / "models").mkdir()
+    shutil.copy(out / "final.pth", tmp_path / "models" / "model.pth")
+    for checkpoint in (tmp_path / "models" / "model.pth", out / "best.pth"):
+        evaluate(recipe, checkpoint, tmp_path / "eval" / checkpoint.stem, path="eager", num_samples=1, num_overlays=0, tracker=MlflowTracker(uri=uri))
+    evals = [r for r in client.search_runs(run.info.experiment_id) if r.data.tags["hrseg.stage"] == "eval"]
+    assert sorted(r.info.run_name for r in evals) == ["eval cityscapes_ocr best.pth ss", "eval cityscapes_ocr model.pth ss"]
+    assert [r.data.tags["hrseg.train_run_id"] for r in evals] == [run.info.run_id] * 2
+
 
 def test_unwritable_artifacts_folder_still_ends_the_run_finished(tiny_recipe, tmp_path, monkeypatch, caplog):
     from mlflow import MlflowClient
@@ -85,7 +101,7 @@ def test_unwritable_artifacts_folder_still_ends_the_run_finished(tiny_recipe, tm
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "mlartifacts").write_text("a file where the artifacts folder should be")
     recipe = tiny_recipe(**{"train.epochs": 1, "eval.num_overlays": 0})
-    metrics = train(recipe, tmp_path / "run", tracking_uri=uri)
+    metrics = train(recipe, tmp_path / "run", tracker=MlflowTracker(uri=uri))
     client = MlflowClient(uri)
     [run] = client.search_runs(client.get_experiment_by_name("hrseg/cityscapes").experiment_id)
     assert run.info.status == "FINISHED"

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from hrseg.data.dataset import build_dataset
 from hrseg.evaluation.evaluate import evaluate, shard_indices
 from hrseg.evaluation.reference import reference_predict
+from hrseg.runtime.tracker import checkpoint_tags, profile_tags
+from hrseg.tracking.tracker import MlflowTracker, start_tracking
 
 SUMMARY_KEYS = {"miou", "miou_nan", "miou_gt", "pixel_acc", "mean_acc", "num_images", "scales", "flip"}
 
@@ -63,11 +65,15 @@ def test_cityscapes_val_matches_the_official_loop_and_writes_everything(synth_da
     root, lists = synth_data["cityscapes"]
     # 0.75: whole image after a cv2 resize; 1.25: 2 x 2 windows shifted inside the image
     recipe = make_recipe("cityscapes", root, lists, 19, crop_size=[64, 128], base_size=128, scales=[0.75, 1.25], flip=True)
-    model = make_checkpoint(tmp_path / "tiny.pth", 19, mlflow_run_id="train-run-123")
+    model = make_checkpoint(tmp_path / "tiny.pth", 19)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a file store starts faster than SQLite
     uri = (tmp_path / "mlruns").as_uri()
+    # the training run that wrote tiny.pth, as training tags it
+    with start_tracking("hrseg/cityscapes", "train tiny", tags={"hrseg.stage": "train", **checkpoint_tags("checkpoint.final", tmp_path / "tiny.pth")}, uri=uri) as train_run:
+        pass
     out = tmp_path / "eval"
-    result = evaluate(recipe, tmp_path / "tiny.pth", out, path="eager", num_samples=2, tracking_uri=uri, tags={"hrseg.pipeline": "workspace"}, profile="smoke")
+    tracker = MlflowTracker(uri=uri, tags={"hrseg.pipeline": "workspace", **profile_tags("smoke")})
+    result = evaluate(recipe, tmp_path / "tiny.pth", out, path="eager", num_samples=2, tracker=tracker)
 
     expected = official_metrics(official_confusion(model, recipe, 2, crop_pad=True))
     assert sum(v > 0 for v in result["pred_pixels"]) >= 2, "degenerate test model: one class everywhere"
@@ -91,9 +97,10 @@ def test_cityscapes_val_matches_the_official_loop_and_writes_everything(synth_da
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("hrseg/cityscapes").experiment_id])
-    assert run.data.tags["hrseg.stage"] == "eval"
-    assert run.data.tags["hrseg.train_run_id"] == "train-run-123"  # from the checkpoint
+    runs = client.search_runs([client.get_experiment_by_name("hrseg/cityscapes").experiment_id])
+    (run,) = [r for r in runs if r.info.run_id != train_run.run_id]
+    assert run.data.tags["hrseg.stage"] == "eval" and run.info.run_name == "eval tiny_cityscapes tiny.pth 2scales+flip"
+    assert run.data.tags["hrseg.train_run_id"] == train_run.run_id  # found by the checkpoint's sha256
     assert run.data.tags["hrseg.profile"] == "smoke" and run.data.tags["hrseg.pipeline"] == "workspace"
     assert run.data.metrics["miou"] == pytest.approx(result["miou"])
     assert run.data.params["eval.flip"] == "True" and run.data.params["checkpoint.sha256"]
@@ -111,7 +118,7 @@ def test_cityscapes_test_split_writes_submittable_label_ids(synth_data, tmp_path
     root, lists = synth_data["cityscapes"]
     recipe = make_recipe("cityscapes", root, lists, 19, crop_size=[64, 128], base_size=128, split="test")
     make_checkpoint(tmp_path / "tiny.pth", 19)
-    result = evaluate(recipe, tmp_path / "tiny.pth", tmp_path / "out", path="eager", tracking=False, num_overlays=0)
+    result = evaluate(recipe, tmp_path / "tiny.pth", tmp_path / "out", path="eager", num_overlays=0)
     assert result == {"num_images": 4, "scales": [1.0], "flip": False}
     pngs = sorted((tmp_path / "out" / "test_results").glob("*.png"))
     assert pngs[0].name == "berlin_000000_000019_leftImg8bit.png" and len(pngs) == 4
@@ -129,7 +136,7 @@ def test_ade20k_testval_padding_is_cropped_unless_the_quirk_is_on(synth_data, tm
         recipe = make_recipe("ade20k", root, lists, 150, crop_size=[64, 64], base_size=60, ade20k_pad_quirk=quirk)
         sample = build_dataset(recipe.data, "val", train=False, eval_cfg=recipe.eval, num_samples=1)[0]
         assert int(sample["pad"].sum()) > 0  # short side 60 -> padded to a multiple of 8
-        result = evaluate(recipe, tmp_path / "tiny.pth", tmp_path / f"out{quirk}", path="eager", num_samples=1, tracking=False, num_overlays=0)
+        result = evaluate(recipe, tmp_path / "tiny.pth", tmp_path / f"out{quirk}", path="eager", num_samples=1, num_overlays=0)
         expected = official_metrics(official_confusion(model, recipe, 1, crop_pad=not quirk))
         assert result["gt_pixels"] == expected["gt_pixels"] and result["pred_pixels"] == expected["pred_pixels"]
         assert result["miou"] == pytest.approx(expected["miou"], abs=1e-12)
@@ -154,7 +161,7 @@ def test_torchrun_two_processes_give_the_single_process_result(synth_data, tmp_p
     recipe = make_recipe("cityscapes", root, lists, 19, crop_size=[64, 128], base_size=128, scales=[0.5])
     make_checkpoint(tmp_path / "tiny.pth", 19)
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(recipe.to_dict(), default=str))))
-    single = evaluate(recipe, tmp_path / "tiny.pth", tmp_path / "single", device="cpu", path="eager", num_samples=3, tracking=False, num_overlays=1)
+    single = evaluate(recipe, tmp_path / "tiny.pth", tmp_path / "single", device="cpu", path="eager", num_samples=3, num_overlays=1)
     out = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "hrseg.cli", "evaluate",
@@ -184,5 +191,5 @@ def test_released_official_checkpoint_format(parity, synth_data, tmp_path):
             "eval": {"crop_size": [64, 128], "base_size": 128, "num_overlays": 0},
         }
     )
-    result = evaluate(recipe, parity / "w18s2_ocr_k19.pth", tmp_path, path="eager", num_samples=1, tracking=False)
+    result = evaluate(recipe, parity / "w18s2_ocr_k19.pth", tmp_path, path="eager", num_samples=1)
     assert result["num_images"] == 1 and sum(result["pred_pixels"]) == sum(result["gt_pixels"]) > 0
