@@ -36,7 +36,6 @@ directory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -51,6 +50,7 @@ from types import TracebackType
 from typing import Any
 
 from hrseg.config import flatten
+from hrseg.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +132,6 @@ def params_from_dict(data: Mapping[str, Any]) -> dict[str, str]:
             text = str(value)
         params[key] = text[:MAX_PARAM_LENGTH]
     return params
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_reference_tags(name: str, path: str | os.PathLike) -> dict[str, str]:

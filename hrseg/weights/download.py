@@ -26,7 +26,6 @@ by hand and where to put it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import http.client
 import json
 import logging
@@ -64,7 +63,6 @@ __all__ = [
     "fetch_many",
     "get_entry",
     "read_ledger",
-    "sha256_file",
     "sources_for",
     "verify",
 ]
@@ -173,7 +171,7 @@ def fetch(
             logger.warning("%s: %s", src.location, exc)
             attempts.append((src, str(exc)))
             continue
-        actual = sha256_file(part)
+        actual = hio.sha256_file(part)
         if expected is not None and actual != expected:
             _discard_part(part)
             logger.warning("%s: sha256 %s, expected %s (%s)", src.location, actual, expected, basis)
@@ -249,7 +247,7 @@ def verify(dest_dir: str | os.PathLike) -> list[VerifyResult]:
         else:
             expected, basis = None, "no hash known"
         path = dest_dir / filename
-        actual = sha256_file(path) if path.is_file() else None
+        actual = hio.sha256_file(path) if path.is_file() else None
         if actual is None:
             status = "missing"
         elif expected is None:
@@ -278,15 +276,6 @@ def read_ledger(dest_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
         if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
             raise FetchError(f"{path}: files.{filename}.sha256 = {sha!r}; expected 64 lowercase hex digits")
     return files
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +323,7 @@ def _check_existing(
     entry: WeightEntry, dest: Path, expected: str | None, basis: str, pinned: str | None, source: object
 ) -> Path:
     """A file is already in place: verify it (or record its hash) instead of downloading again."""
-    actual = sha256_file(dest)
+    actual = hio.sha256_file(dest)
     if expected is not None and actual != expected:
         raise ChecksumError(
             f"{dest} exists but its sha256 is {actual}, expected {expected} ({basis}). "
