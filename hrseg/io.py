@@ -2,16 +2,23 @@
 
 A reader (or a resumed run) therefore sees either the old file or the complete new one, never
 a truncated one. Used for list files, checkpoints, metrics and every other result we write.
+
+Also the one file hash (``sha256_file``) that the weights ledger, the fetch manifest and the
+run tags record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+#: bytes read or copied at a time when streaming a file
+CHUNK_BYTES = 1 << 20
 
 
 def _default_mode() -> int:
@@ -57,7 +64,7 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     import shutil
 
     with open(src, "rb") as source, atomic_open(dst, "wb") as target:
-        shutil.copyfileobj(source, target, 1 << 20)
+        shutil.copyfileobj(source, target, CHUNK_BYTES)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -83,3 +90,12 @@ def write_image(path: str | os.PathLike, image: Any) -> None:
     buffer = _io.BytesIO()
     pil.save(buffer, format=Image.registered_extensions()[path.suffix.lower()])
     write_bytes(path, buffer.getvalue())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in ``CHUNK_BYTES`` chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

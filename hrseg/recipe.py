@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 from hrseg.config import ConfigError, apply_overrides, bounded, flatten, from_dict, load_yaml_with_lines, parse_override, to_dict
-from hrseg.data.catalog import DATASETS
+from hrseg.data.catalog import CUSTOM, DATASETS
+from hrseg.data.custom import complete_recipe
 from hrseg.models.hrnet import HRNET_CONFIGS
 from hrseg.models.segmentation import ModelConfig
 
@@ -329,7 +330,7 @@ def resolve_recipe(
 
 def _check_names(recipe: Recipe, source: str, where) -> None:
     """Names that must be known: backbone and dataset (the error lists the valid ones)."""
-    checks = (("model.backbone", recipe.model.backbone, HRNET_CONFIGS), ("data.dataset", recipe.data.dataset, (*DATASETS, "custom")))
+    checks = (("model.backbone", recipe.model.backbone, HRNET_CONFIGS), ("data.dataset", recipe.data.dataset, (*DATASETS, CUSTOM)))
     for key, value, valid in checks:
         if value not in valid:
             close = difflib.get_close_matches(value, list(valid), n=1)
@@ -351,9 +352,7 @@ def recipe_from_dict(data: dict, overrides: Iterable[str] | dict[str, Any] = (),
 def _post_validate(recipe: Recipe, num_classes_given: bool, source: str | None) -> Recipe:
     """Checks across sections: a custom dataset's ``model.num_classes`` comes from (and must
     agree with) its classes file (``hrseg.data.custom.complete_recipe``)."""
-    if recipe.data.dataset == "custom" or recipe.data.classes is not None:
-        from hrseg.data.custom import complete_recipe
-
+    if recipe.data.dataset == CUSTOM or recipe.data.classes is not None:
         return complete_recipe(recipe, num_classes_given=num_classes_given, source=source)
     return recipe
 

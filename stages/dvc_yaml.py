@@ -19,9 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import pipeline_rows  # noqa: E402
 
+from hrseg.data.catalog import CUSTOM, LAYOUTS  # noqa: E402
 from hrseg.recipe import EVAL_KEYS, TRAIN_KEYS, dataset_folder, resolve_recipe  # noqa: E402
 
-DATASETS = ("cityscapes", "lip", "pascal_ctx", "cocostuff", "ade20k", "custom")
+#: the dataset folders ``hrseg prepare`` writes lists for (pascal_ctx60 reads pascal_ctx's)
+DATASETS = (*LAYOUTS, CUSTOM)
 PROFILES = ("embedded", "full")
 #: library code whose changes change what a stage computes
 CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/io.py", "hrseg/runtime", "hrseg/metrics.py", "hrseg/visualize.py"]
@@ -92,7 +94,7 @@ def stages() -> dict:
     out["results_table"] = {
         "desc": "The README results table, next to the published numbers",
         "cmd": "python stages/results_table.py --results results/eval --out results/results_table.md --readme README.md",
-        "deps": ["stages/results_table.py", "stages/common.py", "stages/rows.yaml", "hrseg/tracking/results_table.py", *[f"results/eval/{row}/metrics.json" for row in rows]],
+        "deps": ["stages/results_table.py", "stages/common.py", "stages/rows.yaml", "hrseg/tracking/results_table.py", "hrseg/weights/catalogue.py", *[f"results/eval/{row}/metrics.json" for row in rows]],
         "params": ["profile", *[recipe_params(row, ["data.dataset", "data.train_split", "model.backbone", "model.head", "eval.split"]) for row in rows]],
         "outs": [{"results/results_table.md": {"cache": False}}, {"README.md": {"cache": False, "persist": True}}],
     }

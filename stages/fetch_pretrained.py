@@ -11,7 +11,7 @@ from common import PipelineParams, pipeline_rows, stage_main
 from hrseg import io as hio
 from hrseg.tracking.tracker import start_tracking
 from hrseg.weights.catalogue import CATALOGUE
-from hrseg.weights.download import FetchError, fetch, sha256_file
+from hrseg.weights.download import FetchError, fetch
 
 
 def needed_files(params: PipelineParams) -> list[str]:
@@ -28,7 +28,7 @@ def fetch_pretrained(dest: Path, params: PipelineParams) -> dict:
         if filename not in by_file:
             raise FetchError(f"{filename}: no catalogue entry; put the file in {dest}/ or add it to hrseg/weights/catalogue.py")
         path = fetch(by_file[filename], dest, mirrors=mirrors)
-        manifest["weights"][filename] = {"entry": by_file[filename].name, "sha256": sha256_file(path)}
+        manifest["weights"][filename] = {"entry": by_file[filename].name, "sha256": hio.sha256_file(path)}
     hio.write_json(dest / "manifest.json", manifest)
     with start_tracking("hrseg/pipeline", "fetch_pretrained", tags=params.tags("fetch"), params={"profile": params.profile}) as run:
         run.log_dict(manifest, "manifest.json")

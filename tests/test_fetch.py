@@ -23,9 +23,11 @@ from hrseg.weights.catalogue import (
     CATALOGUE,
     CLS_RELEASE,
     SEG_RELEASE,
+    UNRELEASED_BENCHMARKS,
     CatalogueError,
     WeightEntry,
     get_entry,
+    published_benchmarks,
 )
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB
@@ -178,6 +180,23 @@ def test_catalogue_entry_is_consistent(name):
         assert "not confirmed" in e.notes and e.url_source.startswith("none")
     else:
         assert e.url_source.startswith("confirmed")
+
+
+@pytest.mark.parametrize("name", [*CATALOGUE, *UNRELEASED_BENCHMARKS])
+def test_published_numbers_say_their_protocol(name):
+    """``tta`` (what the results table picks its column by) agrees with the protocol's words."""
+    benchmarks = published_benchmarks(name)
+    assert benchmarks
+    for b in benchmarks:
+        assert b.tta == ("+ flip" in b.protocol or "scales" in b.protocol), b
+    assert len({b.tta for b in benchmarks if b.metric == "mIoU"}) == len([b for b in benchmarks if b.metric == "mIoU"])  # one number a column
+
+
+def test_unreleased_benchmarks_have_no_file():
+    assert set(UNRELEASED_BENCHMARKS).isdisjoint(CATALOGUE)
+    assert [b.value for name in UNRELEASED_BENCHMARKS for b in published_benchmarks(name)] == [48.3, 50.1]
+    with pytest.raises(CatalogueError, match="unknown weights 'nope'"):
+        published_benchmarks("nope")
 
 
 def test_catalogue_is_read_only_and_filenames_unique():

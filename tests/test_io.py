@@ -1,5 +1,6 @@
-"""Atomic writes: complete-or-nothing, and the usual file permissions."""
+"""Atomic writes: complete-or-nothing, and the usual file permissions; the one file hash."""
 
+import hashlib
 import os
 import stat
 
@@ -27,3 +28,9 @@ def test_atomic_write_uses_the_umask_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_sha256_file_streams_in_chunks(tmp_path):
+    data = os.urandom(io.CHUNK_BYTES + 123)  # more than one chunk
+    (tmp_path / "w.pth").write_bytes(data)
+    assert io.sha256_file(tmp_path / "w.pth") == hashlib.sha256(data).hexdigest()

@@ -7,7 +7,12 @@ from __future__ import annotations
 import os
 from types import MappingProxyType, ModuleType
 
-from hrseg.data import ade20k, cityscapes, cocostuff, custom, lip, pascal_ctx
+import hrseg.data.ade20k as ade20k
+import hrseg.data.cityscapes as cityscapes
+import hrseg.data.cocostuff as cocostuff
+import hrseg.data.custom as custom
+import hrseg.data.lip as lip
+import hrseg.data.pascal_ctx as pascal_ctx
 from hrseg.data.errors import DatasetError
 from hrseg.data.spec import DatasetSpec
 
@@ -45,10 +50,17 @@ def get_spec(name: str, classes: str | os.PathLike | None = None) -> DatasetSpec
         raise DatasetError(f"unknown dataset {name!r}; expected one of {', '.join([*DATASETS, CUSTOM])}") from None
 
 
+def datasets_of_layout(layout: str) -> list[str]:
+    """The datasets that read the lists ``hrseg prepare <layout>`` writes (``DatasetSpec.layout``):
+    ``pascal_ctx`` -> pascal_ctx and pascal_ctx60."""
+    return [name for name, spec in DATASETS.items() if spec.layout == layout]
+
+
 def get_layout(name: str) -> ModuleType:
     """The layout module for ``hrseg prepare NAME``; unknown names raise ``DatasetError``."""
     try:
         return LAYOUTS[name]
     except KeyError:
-        hint = " (pascal_ctx lists serve both pascal_ctx and pascal_ctx60)" if name == "pascal_ctx60" else ""
+        spec = DATASETS.get(name)
+        hint = f" ({spec.layout} lists serve both {' and '.join(datasets_of_layout(spec.layout))})" if spec is not None else ""
         raise DatasetError(f"unknown dataset {name!r} for prepare; expected one of {', '.join([*LAYOUTS, CUSTOM])}{hint}") from None

@@ -51,6 +51,7 @@ from hrseg.data.image_io import read_image, read_label
 from hrseg.data.layout import Discovery, Sample, pair_split, rel
 from hrseg.data.lists import write_list
 from hrseg.data.spec import IGNORE_LABEL, DatasetSpec, bit_palette, lut_from_pairs
+from hrseg.data.verify import SUMMARY_NAME, check_output_folder, describe_values, parallel_map, short_message, swap_in_folder
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "val")
 DERIVED_LISTS = {"trainval": ("train", "val")}
 INDEX_LABEL_DIR = "index_labels"  # prepare's class-index PNGs of RGB masks, under the lists dir
-SUMMARY_NAME = "summary.json"
 KEYS = ("names", "palette", "masks", "ignore", "mapping", "flip_pairs", "lists", "description")
 MaskFormat = Literal["id", "rgb"]
 Colour = tuple[int, int, int]
@@ -502,18 +502,12 @@ def _index_label_name(sample: Sample) -> str:
     return f"{INDEX_LABEL_DIR}/{label.with_suffix(LABEL_SUFFIX).as_posix()}"
 
 
-def _short(message: str, root: Path) -> str:
-    return message.replace(f"{root}{os.sep}", "")
-
-
 def _check(root: Path, sample: Sample, classes: CustomClasses, staging: Path) -> _Check:
-    from hrseg.data.prepare import describe_values
-
     result = _Check()
     try:
         result.size = read_image(root / sample.image).shape[:2]
     except DatasetError as exc:
-        result.problems.append(_short(str(exc), root))
+        result.problems.append(short_message(str(exc), root))
     if sample.label is None:
         return result
     try:
@@ -535,7 +529,7 @@ def _check(root: Path, sample: Sample, classes: CustomClasses, staging: Path) ->
                 )
             index = np.asarray(classes.label_map(), dtype=np.uint8)[raw]
     except DatasetError as exc:
-        message = _short(str(exc), root)
+        message = short_message(str(exc), root)
         if classes.masks == "id" and "mode 'RGB" in message:
             message += f"; colour masks: set masks: rgb and the palette in {classes.path.name}"
         result.problems.append(message)
@@ -583,8 +577,6 @@ def prepare_custom(
     ``<out>/summary.json`` with per-class pixel counts and frequencies of the train split and,
     with ``class_weights`` (``inverse`` or ``median``), the class weights. Every problem is
     reported at once (``DatasetCheckError``); nothing is written then."""
-    from hrseg.data.prepare import check_output_folder, parallel_map
-
     root, out = Path(root), Path(out)
     check_output_folder(out)
     if class_weights is not None and class_weights not in WEIGHT_METHODS:
@@ -602,7 +594,7 @@ def prepare_custom(
         if problems:
             raise DatasetCheckError(NAME, str(root), problems)
         if spec.masks == "rgb":
-            _swap_in(staging / INDEX_LABEL_DIR, out / INDEX_LABEL_DIR)
+            swap_in_folder(staging / INDEX_LABEL_DIR, out / INDEX_LABEL_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     checks: dict[str, list[_Check]] = {split: [] for split in found.splits}
@@ -617,19 +609,6 @@ def prepare_custom(
     hio.write_json(out / SUMMARY_NAME, summary)
     logger.info("%s: wrote %s to %s", NAME, ", ".join(summary["lists"]), out)
     return summary
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    """Replace the directory ``target`` by ``new`` (the old one is removed after the move)."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    if new.is_dir():
-        new.rename(target)
-    else:
-        target.mkdir(parents=True)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def summarize(classes: CustomClasses, found: Discovery, checks: dict[str, list[_Check]], lists: dict[str, int], class_weights: str | None) -> dict:

@@ -13,28 +13,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
+import hrseg.data.custom as custom
+import hrseg.data.pascal_ctx as pascal_ctx
 from hrseg import io as hio
-from hrseg.data import pascal_ctx
 from hrseg.data.catalog import get_layout
 from hrseg.data.errors import DatasetCheckError, DatasetError
 from hrseg.data.image_io import read_image, read_label
 from hrseg.data.layout import Discovery, Sample
 from hrseg.data.lists import write_list
+from hrseg.data.verify import SUMMARY_NAME, check_output_folder, describe_values, parallel_map, short_message, swap_in_folder
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
-SUMMARY_NAME = "summary.json"
 
 
 @dataclass
@@ -44,18 +39,6 @@ class PairCheck:
     values: tuple[int, ...] = ()  # raw label values present
 
 
-def describe_values(values: Iterable[int]) -> str:
-    """``0..33`` for a contiguous set, else the sorted list."""
-    values = sorted(values)
-    if values and values == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}..{values[-1]}"
-    return str(values)
-
-
-def _short(message: str, root: Path) -> str:
-    return message.replace(f"{root}{os.sep}", "")
-
-
 def check_pair(root: Path, sample: Sample, raw_values: frozenset[int], dataset: str) -> PairCheck:
     """Decode one image (and label) and report everything wrong with it."""
     result = PairCheck()
@@ -63,13 +46,13 @@ def check_pair(root: Path, sample: Sample, raw_values: frozenset[int], dataset: 
         image = read_image(root / sample.image)
         result.size = image.shape[:2]
     except DatasetError as exc:
-        result.problems.append(_short(str(exc), root))
+        result.problems.append(short_message(str(exc), root))
     if sample.label is None:
         return result
     try:
         label = read_label(root / sample.label)
     except DatasetError as exc:
-        result.problems.append(_short(str(exc), root))
+        result.problems.append(short_message(str(exc), root))
         return result
     present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
     result.values = tuple(int(v) for v in present)
@@ -83,25 +66,6 @@ def check_pair(root: Path, sample: Sample, raw_values: frozenset[int], dataset: 
             f"{sample.label}: label is {label.shape[0]}x{label.shape[1]} but image {sample.image} is {result.size[0]}x{result.size[1]}"
         )
     return result
-
-
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], *, workers: int | None, description: str) -> list[R]:
-    """``[fn(x) for x in items]`` on a thread pool (decoding releases the GIL), with a rich
-    progress bar on a TTY and a log line every ~10% otherwise."""
-    workers = max(1, workers or min(8, os.cpu_count() or 1))
-    results: list[R] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        iterator = pool.map(fn, items)
-        if sys.stderr.isatty() and items:
-            from rich.progress import track
-
-            return list(track(iterator, total=len(items), description=description, transient=True))
-        step = max(1, len(items) // 10)
-        for i, result in enumerate(iterator, start=1):
-            results.append(result)
-            if i % step == 0 or i == len(items):
-                logger.info("%s: %d/%d", description, i, len(items))
-    return results
 
 
 def _summary(dataset: str, found: Discovery, checks: dict[str, list[PairCheck]], lists: dict[str, int]) -> dict:
@@ -123,25 +87,6 @@ def _write_lists(out: Path, layout, found: Discovery) -> dict[str, int]:
     return {name: len(entries) for name, entries in lines.items()}
 
 
-def check_output_folder(out: Path) -> None:
-    """Raise ``DatasetError`` (naming ``out`` and the fix) unless list files can be written
-    in ``out``; done before any image is decoded, and leaves nothing behind (``out`` itself
-    is created only when the lists are written)."""
-    import tempfile
-
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"--out {out}: is a file, expected a folder for the list files; pass another --out or remove the file")
-    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise DatasetError(f"--out {out}: {existing} is a file, so the folder cannot be created; pass another --out")
-    try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".hrseg-write-check-"):
-            pass
-    except OSError as exc:
-        where = "" if existing == out else f" (in {existing})"
-        raise DatasetError(f"--out {out}: cannot write there{where}: {exc.strerror or exc}; pass a writable --out folder") from None
-
-
 def prepare_dataset(
     name: str,
     root: str | os.PathLike,
@@ -156,10 +101,8 @@ def prepare_dataset(
     Returns the summary. Raises ``LayoutError`` when ``root`` does not look like the dataset,
     ``DatasetCheckError`` listing every problem (nothing is written then). ``classes`` and
     ``class_weights`` are for ``custom`` (``hrseg.data.custom.prepare_custom``)."""
-    if name == "custom":
-        from hrseg.data.custom import prepare_custom
-
-        return prepare_custom(root, out, classes=classes, class_weights=class_weights, workers=workers)
+    if name == custom.NAME:
+        return custom.prepare_custom(root, out, classes=classes, class_weights=class_weights, workers=workers)
     if classes is not None or class_weights is not None:
         raise DatasetError(f"--classes / --class-weights are for custom datasets; {name!r} has its own classes")
     layout = get_layout(name)
@@ -206,7 +149,7 @@ def _prepare_pascal(root: Path, out: Path, *, workers: int | None) -> dict:
                     f"{record['height']}x{record['width']}"
                 )
         except DatasetError as exc:
-            result.problems.append(_short(str(exc), root))
+            result.problems.append(short_message(str(exc), root))
         mask, problems = pascal_ctx.semantic_mask(record, detail.annotations.get(record["image_id"], []))
         result.problems += problems
         index, bad = pascal_ctx.to_index(mask)
@@ -230,12 +173,7 @@ def _prepare_pascal(root: Path, out: Path, *, workers: int | None) -> dict:
         problems = found.problems + [p for r in results for p in r.problems]
         if problems:
             raise DatasetCheckError(pascal_ctx.NAME, str(root), problems)
-        labels, old = out / pascal_ctx.LABEL_DIR, out / ".labels.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if labels.exists():
-            labels.rename(old)
-        (staging / pascal_ctx.LABEL_DIR).rename(labels)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in_folder(staging / pascal_ctx.LABEL_DIR, out / pascal_ctx.LABEL_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     checks: dict[str, list[PairCheck]] = {split: [] for split in found.splits}

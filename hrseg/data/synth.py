@@ -31,8 +31,10 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
+import hrseg.data.cityscapes as cityscapes
+import hrseg.data.lip as lip
+import hrseg.data.pascal_ctx as pascal_ctx
 from hrseg import io as hio
-from hrseg.data import cityscapes, lip, pascal_ctx
 from hrseg.data.errors import DatasetError
 from hrseg.data.scenes import Canvas, make_appearances, render
 

@@ -59,7 +59,7 @@ from hrseg.metrics import ConfusionMatrix
 from hrseg.models.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
 from hrseg.models.segmentation import build_model_from_config, resize_logits
 from hrseg.recipe import Recipe, load_recipe
-from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, wrap_model
+from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, unwrap_model, wrap_model
 from hrseg.runtime.tracker import NullRun, Run, Tracker, checkpoint_tags, experiment_name, train_run_name, train_run_params, train_run_tags
 
 log = logging.getLogger(__name__)
@@ -428,7 +428,7 @@ def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: 
     if cfg.channels_last:
         model_without_ddp.to(memory_format=torch.channels_last)
     model = wrap_model(model_without_ddp, info, sync_bn=cfg.sync_bn)
-    model_without_ddp = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    model_without_ddp = unwrap_model(model)
     criterion = SegmentationLoss(cfg.loss, num_classes=spec.num_classes, ignore_label=spec.ignore_label, align_corners=model_without_ddp.align_corners).to(info.device)
     optimizer = build_optimizer(model_without_ddp, cfg)
     scaler = torch.amp.GradScaler(info.device.type, enabled=cfg.amp == "fp16" and info.device.type == "cuda")

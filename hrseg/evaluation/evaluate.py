@@ -54,13 +54,13 @@ from hrseg.evaluation.inference import (
 )
 from hrseg.evaluation.loading import LoadedModel, load_model
 from hrseg.evaluation.submission import write_cityscapes_result
+from hrseg.io import sha256_file
 from hrseg.metrics import ConfusionMatrix
 from hrseg.recipe import EvalConfig, Recipe
 from hrseg.runtime.distributed import cleanup, init_distributed, rank_zero_logging
 from hrseg.runtime.progress import progress
 from hrseg.runtime.tracker import NullRun, Run, Tracker, eval_run_name, eval_run_params, eval_run_tags, experiment_name, find_training_run
 from hrseg.visualize import confusion_matrix_figure, prediction_panel, save_figure, save_label_png, save_png
-from hrseg.weights.download import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from hrseg.evaluation.alignment import decide_align_corners
 from hrseg.io import write_bytes
 from hrseg.models import build_model_from_config
 from hrseg.models.checkpoint import load_checkpoint, model_config_from_file
+from hrseg.runtime.distributed import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def export_onnx(
         raise ExportError(f"export size {height}x{width} is too small; height and width must be >= {MIN_SIZE}")
     if out_path.exists() and out_path.is_dir():
         raise ExportError(f"{out_path}: is a directory, expected an .onnx file path")
-    base = model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+    base = unwrap_model(model)
     head = getattr(base, "head_name", None)
     if include_aux and head != "ocr":
         raise ExportError(f"include_aux: the {head or type(base).__name__} model has no 'aux' output (only OCR models do)")

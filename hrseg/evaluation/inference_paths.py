@@ -49,6 +49,7 @@ from torch.overrides import TorchFunctionMode
 
 from hrseg.errors import HrsegError
 from hrseg.evaluation.export import export_onnx
+from hrseg.runtime.distributed import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,6 @@ class ConvBNPair:
 
     conv: str
     bn: str
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside DistributedDataParallel / DataParallel."""
-    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
 
 def _foldable_bn(module: nn.Module) -> bool:
@@ -227,7 +223,7 @@ def fold_batchnorm(model: nn.Module, *, sample_size: tuple[int, int] = TRACE_SIZ
     """An eval-mode copy of ``model`` with every BatchNorm that directly follows a Conv2d
     folded into that convolution (the BatchNorm becomes ``nn.Identity``). ``model`` itself is
     not modified. BatchNorms that cannot be folded stay (and are logged)."""
-    return _fold_in_place(copy.deepcopy(_unwrap(model)).eval(), sample_size)
+    return _fold_in_place(copy.deepcopy(unwrap_model(model)).eval(), sample_size)
 
 
 def _fold_in_place(folded: nn.Module, sample_size: tuple[int, int]) -> nn.Module:
@@ -377,7 +373,7 @@ def prepare_inference_model(
     size used to trace the model (for BatchNorm folding, and as the ONNX export's example size;
     the export is dynamic either way); default ``TRACE_SIZE``. The caller's model is not
     modified: the prepared model is an eval-mode copy."""
-    base = _unwrap(model)
+    base = unwrap_model(model)
     device = torch.device(device) if device is not None else _model_device(base)
     chosen = resolve_path(path, device, base)
     info = PATHS[chosen]

@@ -347,7 +347,9 @@ def model_config_from_file(path: str | os.PathLike, **overrides: Any) -> tuple[M
 
 
 def make_checkpoint(model: nn.Module, model_config: ModelConfig, **extra: Any) -> dict[str, Any]:
-    """Our checkpoint format: a plain dict that ``torch.load(weights_only=True)`` reads."""
-    module = model.module if hasattr(model, "module") else model
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    """Our checkpoint format: a plain dict that ``torch.load(weights_only=True)`` reads.
+
+    ``model`` is the bare model: under DDP pass ``hrseg.runtime.distributed.unwrap_model(model)``
+    (this floor does not know the wrappers), as training does."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {"format": HRSEG_FORMAT, "version": 1, "model_config": to_dict(model_config), "model": state, **extra}

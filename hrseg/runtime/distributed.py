@@ -137,7 +137,7 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
 def wrap_model(model: nn.Module, info: DistInfo, *, sync_bn: bool = True) -> nn.Module:
     """``model`` on its device; under DDP converted to SyncBatchNorm (CUDA only) and wrapped.
 
-    Returns the model to call; the unwrapped one stays available as ``model`` itself."""
+    Returns the model to call; ``unwrap_model`` of it is the ``model`` passed in."""
     if not info.distributed:
         return model
     if sync_bn and info.device.type == "cuda":
@@ -147,6 +147,13 @@ def wrap_model(model: nn.Module, info: DistInfo, *, sync_bn: bool = True) -> nn.
     if info.device.type == "cuda":
         return nn.parallel.DistributedDataParallel(model, device_ids=[info.device.index], output_device=info.device.index)
     return nn.parallel.DistributedDataParallel(model)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (``model``
+    itself when it is not wrapped): the module whose ``state_dict`` keys have no ``module.``
+    prefix, and whose attributes (``align_corners``, ``head_name``) are the model's."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
 
 
 # --------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hrseg.config import flatten
-from hrseg.weights.download import sha256_file
+from hrseg.io import sha256_file
 
 if TYPE_CHECKING:
     from hrseg.recipe import Recipe

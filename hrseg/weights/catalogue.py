@@ -20,11 +20,15 @@ numbers and their test protocol) follow the official README and the official exp
 "inferred" marks values deduced from the YAMLs rather than read from a checkpoint.
 ``find_weight_file`` tells which entry a file on disk is (by file name, else by sha256), so that
 evaluation, prediction and export use the ``align_corners`` the file was trained with.
+
+This is the one home of the published numbers: ``Benchmark`` per released file, and
+``UNRELEASED_BENCHMARKS`` for the official results whose weights were never released (the
+60-class PASCAL-Context rows); the README results table (``hrseg.tracking.results_table``)
+reads them with ``published_benchmarks``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import types
 from collections.abc import Mapping
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from hrseg.errors import HrsegError
+from hrseg.io import sha256_file
 
 WeightKind = Literal["imagenet", "segmentation"]
 BNFormat = Literal["standard", "inplace_abn"]
@@ -74,6 +79,7 @@ class Benchmark:
     value: float
     metric: str  # "mIoU" (segmentation) or "top-1" (ImageNet accuracy, %)
     protocol: str
+    tta: bool = False  # test-time augmentation: several scales and/or flip (else one scale, no flip)
 
     def __str__(self) -> str:
         return f"{self.value:g} {self.metric}"
@@ -172,6 +178,7 @@ _CS_VAL = "Cityscapes val, single scale 1024x2048, no flip"
 _CS_TEST = "Cityscapes test server, scales 0.5-1.75 + flip, trained on train+val"
 _LIP = "LIP val (testval, 473x473), single scale + flip"
 _PC59 = "PASCAL-Context val, 59 classes, scales 0.5-2.0 + flip (520x520 windows)"
+_PC60 = "PASCAL-Context val, 60 classes, scales 0.5-2.0 + flip (520x520 windows)"
 _OHEM_SS = "single scale, no flip (trained with OHEM, 520x520)"
 _OHEM_MS = "scales 0.5-2.0 + flip (trained with OHEM, 520x520)"
 _ALIGN_FALSE = (
@@ -238,56 +245,56 @@ _ENTRIES = (
     ),
     _segmentation(
         "hrnetv2_w48_ocr_cityscapes_trainval", "hrnet_ocr_cs_trainval_8227_torch11.pth", "ocr", "cityscapes", 19, True,
-        (Benchmark(82.3, "mIoU", _CS_TEST),),
+        (Benchmark(82.3, "mIoU", _CS_TEST, tta=True),),
         "https://pan.baidu.com/s/16mD81UnGzjUBD-haDQfzIQ, access code ycrk",
         notes="The README's test command misnames this file hrnet_ocr_trainval_cs_8227_torch11.pth. "
         "Trained on train+val: do not report Cityscapes val numbers with it.",
     ),
     _segmentation(
         "hrnetv2_w48_lip", "hrnet_lip_5583_torch04.pth", "fcn", "lip", 20, False,
-        (Benchmark(55.83, "mIoU", _LIP),),
+        (Benchmark(55.83, "mIoU", _LIP, tta=True),),
         "https://pan.baidu.com/s/15DamFiGEoxwDDF1TwuZdnA, access code fahi",
         notes=_ABN + " " + _ALIGN_FALSE,
     ),
     _segmentation(
         "hrnetv2_w48_ocr_lip", "hrnet_ocr_lip_5648_torch04.pth", "ocr", "lip", 20, True,
-        (Benchmark(56.48, "mIoU", _LIP),),
+        (Benchmark(56.48, "mIoU", _LIP, tta=True),),
         "https://pan.baidu.com/s/1dFYSR2bahRnvpIOdh88kOQ, access code xex2",
         notes=_ABN + " The README says this result reproduces only with PyTorch 0.4.1.",
     ),
     _segmentation(
         "hrnetv2_w48_pascal_ctx", "hrnet_pascal_ctx_5410_torch11.pth", "fcn", "pascal_ctx", 59, False,
-        (Benchmark(54.1, "mIoU", _PC59),),
+        (Benchmark(54.1, "mIoU", _PC59, tta=True),),
         "https://pan.baidu.com/s/1m0MqpHSk0SX380EYEMawSA, access code wz6v",
         notes=_ALIGN_FALSE + " The README's 60-class HRNetV2-W48+OCR row links this same "
         "59-class file by mistake; no 60-class checkpoint is released on GitHub.",
     ),
     _segmentation(
         "hrnetv2_w48_ocr_pascal_ctx", "hrnet_ocr_pascal_ctx_5618_torch11.pth", "ocr", "pascal_ctx", 59, True,
-        (Benchmark(56.2, "mIoU", _PC59),),
+        (Benchmark(56.2, "mIoU", _PC59, tta=True),),
         "https://pan.baidu.com/s/1XYP54gr3XB76tHmCcKdU9g, access code yyxh",
     ),
     _segmentation(
         "hrnetv2_w48_cocostuff", "hrnet_cocostuff_3617_torch04.pth", "fcn", "cocostuff", 171, True,
-        (Benchmark(36.2, "mIoU", "COCO-Stuff-10k val, " + _OHEM_SS), Benchmark(37.9, "mIoU", "COCO-Stuff-10k val, " + _OHEM_MS)),
+        (Benchmark(36.2, "mIoU", "COCO-Stuff-10k val, " + _OHEM_SS), Benchmark(37.9, "mIoU", "COCO-Stuff-10k val, " + _OHEM_MS, tta=True)),
         "https://pan.baidu.com/s/1VAV6KThH1Irzv9HZgLWE2Q, access code 92gw",
         notes=_ABN + " " + _ALIGN_DEFAULT,
     ),
     _segmentation(
         "hrnetv2_w48_ocr_cocostuff", "hrnet_ocr_cocostuff_3965_torch04.pth", "ocr", "cocostuff", 171, True,
-        (Benchmark(39.7, "mIoU", "COCO-Stuff-10k val, " + _OHEM_SS), Benchmark(40.6, "mIoU", "COCO-Stuff-10k val, " + _OHEM_MS)),
+        (Benchmark(39.7, "mIoU", "COCO-Stuff-10k val, " + _OHEM_SS), Benchmark(40.6, "mIoU", "COCO-Stuff-10k val, " + _OHEM_MS, tta=True)),
         "https://pan.baidu.com/s/1HFSYyVwKBG3E6y76gcPjDA, access code sjc4",
         notes=_ABN,
     ),
     _segmentation(
         "hrnetv2_w48_ade20k", "hrnet_ade20k_4312_torch04.pth", "fcn", "ade20k", 150, True,
-        (Benchmark(43.1, "mIoU", "ADE20K val, " + _OHEM_SS), Benchmark(44.2, "mIoU", "ADE20K val, " + _OHEM_MS)),
+        (Benchmark(43.1, "mIoU", "ADE20K val, " + _OHEM_SS), Benchmark(44.2, "mIoU", "ADE20K val, " + _OHEM_MS, tta=True)),
         "https://pan.baidu.com/s/11neVkzxx27qS2-mPFW9dfg, access code f6xf",
         notes=_ABN + " " + _ALIGN_DEFAULT,
     ),
     _segmentation(
         "hrnetv2_w48_ocr_ade20k", "hrnet_ocr_ade20k_4451_torch04.pth", "ocr", "ade20k", 150, True,
-        (Benchmark(44.5, "mIoU", "ADE20K val, " + _OHEM_SS), Benchmark(45.5, "mIoU", "ADE20K val, " + _OHEM_MS)),
+        (Benchmark(44.5, "mIoU", "ADE20K val, " + _OHEM_SS), Benchmark(45.5, "mIoU", "ADE20K val, " + _OHEM_MS, tta=True)),
         "https://pan.baidu.com/s/1HLhjiLIdgaOHs0SzEtkgkQ, access code peg4",
         notes=_ABN,
     ),
@@ -296,6 +303,23 @@ _ENTRIES = (
 #: Every known weight file by name (read-only).
 CATALOGUE: Mapping[str, WeightEntry] = types.MappingProxyType({entry.name: entry for entry in _ENTRIES})
 
+#: Published numbers of models whose weights were not released, by the name their catalogue
+#: entry would have (HRNet-OCR README; the master README gives 48.3 for 480x480 too).
+UNRELEASED_BENCHMARKS: Mapping[str, tuple[Benchmark, ...]] = types.MappingProxyType(
+    {
+        "hrnetv2_w48_pascal_ctx60": (Benchmark(48.3, "mIoU", _PC60, tta=True),),
+        "hrnetv2_w48_ocr_pascal_ctx60": (Benchmark(50.1, "mIoU", _PC60, tta=True),),
+    }
+)
+
+
+def published_benchmarks(name: str) -> tuple[Benchmark, ...]:
+    """The published numbers of model ``name``: a released file's (``CATALOGUE``) or an
+    unreleased model's (``UNRELEASED_BENCHMARKS``); an unknown name raises ``CatalogueError``."""
+    if name in UNRELEASED_BENCHMARKS:
+        return UNRELEASED_BENCHMARKS[name]
+    return get_entry(name).benchmarks
+
 
 def get_entry(name: str) -> WeightEntry:
     """The catalogue entry called ``name``; an unknown name raises an error listing the valid ones."""
@@ -303,18 +327,6 @@ def get_entry(name: str) -> WeightEntry:
         return CATALOGUE[name]
     except KeyError:
         raise CatalogueError(f"unknown weights {name!r}; expected one of: {', '.join(CATALOGUE)}") from None
-
-
-_HASH_CHUNK = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks (about 1 s for a 250 MB release file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def find_weight_file(path: str | os.PathLike, catalogue: Mapping[str, WeightEntry] = CATALOGUE) -> tuple[WeightEntry, str] | None:

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from hrseg import io as hio
 from hrseg.errors import HrsegError
-from hrseg.weights.catalogue import CATALOGUE, Benchmark, CatalogueError, WeightEntry, get_entry, sha256_file
+from hrseg.weights.catalogue import CATALOGUE, Benchmark, CatalogueError, WeightEntry, get_entry
 
 __all__ = [
     "CATALOGUE",
@@ -63,7 +63,6 @@ __all__ = [
     "fetch_many",
     "get_entry",
     "read_ledger",
-    "sha256_file",
     "sources_for",
     "verify",
 ]
@@ -172,7 +171,7 @@ def fetch(
             logger.warning("%s: %s", src.location, exc)
             attempts.append((src, str(exc)))
             continue
-        actual = sha256_file(part)
+        actual = hio.sha256_file(part)
         if expected is not None and actual != expected:
             _discard_part(part)
             logger.warning("%s: sha256 %s, expected %s (%s)", src.location, actual, expected, basis)
@@ -248,7 +247,7 @@ def verify(dest_dir: str | os.PathLike) -> list[VerifyResult]:
         else:
             expected, basis = None, "no hash known"
         path = dest_dir / filename
-        actual = sha256_file(path) if path.is_file() else None
+        actual = hio.sha256_file(path) if path.is_file() else None
         if actual is None:
             status = "missing"
         elif expected is None:
@@ -324,7 +323,7 @@ def _check_existing(
     entry: WeightEntry, dest: Path, expected: str | None, basis: str, pinned: str | None, source: object
 ) -> Path:
     """A file is already in place: verify it (or record its hash) instead of downloading again."""
-    actual = sha256_file(dest)
+    actual = hio.sha256_file(dest)
     if expected is not None and actual != expected:
         raise ChecksumError(
             f"{dest} exists but its sha256 is {actual}, expected {expected} ({basis}). "

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hrseg.data import (
+    DATASETS,
     DatasetError,
     SegmentationDataset,
     TrainTransform,
@@ -20,15 +21,13 @@ from hrseg.data import (
 )
 from hrseg.recipe import DataConfig, EvalConfig
 
-LAYOUT_OF = {"cityscapes": "cityscapes", "lip": "lip", "pascal_ctx": "pascal_ctx", "pascal_ctx60": "pascal_ctx", "cocostuff": "cocostuff", "ade20k": "ade20k"}
-
 
 def data_config(name: str, synth_root: Path, lists_root: Path, **kw) -> DataConfig:
-    layout = LAYOUT_OF[name]
+    layout = get_spec(name).layout  # the folder of its synthetic copy and lists
     return DataConfig(dataset=name, root=synth_root / layout, lists=lists_root / layout, crop_size=(48, 64), base_size=96, scale_factor=16, **kw)
 
 
-@pytest.mark.parametrize("name", list(LAYOUT_OF))
+@pytest.mark.parametrize("name", list(DATASETS))
 def test_train_and_val_samples(name, synth_root, lists_root):
     cfg = data_config(name, synth_root, lists_root)
     spec = get_spec(name)

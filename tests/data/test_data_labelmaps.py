@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrseg.data import DATASETS, DatasetError, cocostuff, get_spec, pascal_ctx
+from hrseg.data import DATASETS, DatasetError, cocostuff, get_layout, get_spec, pascal_ctx
+from hrseg.data.catalog import datasets_of_layout
 
 ALL_VALUES = np.arange(256, dtype=np.uint8)
 
@@ -19,6 +20,13 @@ def test_catalogue_names_and_sizes():
         assert len(spec.class_names) == len(spec.palette) == spec.num_classes
         assert len(set(spec.class_names)) == spec.num_classes
         assert spec.mean == (0.485, 0.456, 0.406) and spec.std == (0.229, 0.224, 0.225)
+
+
+def test_pascal_ctx60_reads_the_pascal_ctx_lists():
+    assert {name: spec.layout for name, spec in DATASETS.items() if spec.layout != name} == {"pascal_ctx60": "pascal_ctx"}
+    assert datasets_of_layout("pascal_ctx") == ["pascal_ctx", "pascal_ctx60"]
+    with pytest.raises(DatasetError, match=r"unknown dataset 'pascal_ctx60' for prepare; .* \(pascal_ctx lists serve both pascal_ctx and pascal_ctx60\)$"):
+        get_layout("pascal_ctx60")
 
 
 def test_unknown_dataset_lists_valid_names():

@@ -15,7 +15,7 @@ from hrseg.engine.optim import build_optimizer, set_lr
 from hrseg.engine.state import ResumeError, check_resumable, recipe_differences, rng_state, set_rng_state
 from hrseg.models import build_model
 from hrseg.recipe import Recipe, TrainConfig
-from hrseg.runtime.distributed import DistributedError, RankFilter, init_distributed, select_device
+from hrseg.runtime.distributed import DistributedError, RankFilter, init_distributed, select_device, unwrap_model, wrap_model
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,13 @@ def test_plain_process_is_a_world_of_one(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     info = init_distributed("cpu")
     assert (info.rank, info.world_size, info.distributed, info.device.type) == (0, 1, False, "cpu")
+    model = torch.nn.Linear(2, 2)
+    assert wrap_model(model, info) is model and unwrap_model(model) is model
+
+
+def test_unwrap_model_takes_the_module_out_of_a_wrapper():
+    model = torch.nn.Linear(2, 2)
+    assert unwrap_model(torch.nn.DataParallel(model)) is model  # DistributedDataParallel: the same attribute, needs a process group
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")

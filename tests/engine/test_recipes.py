@@ -9,7 +9,7 @@ import pytest
 
 from hrseg.config import ConfigError
 from hrseg.engine.schedule import build_schedule
-from hrseg.recipe import load_recipe
+from hrseg.recipe import dataset_folder, load_recipe
 
 PARAMS = Path(__file__).resolve().parents[2] / "params" / "full"
 
@@ -45,7 +45,7 @@ def test_recipe_matches_the_official_yaml(name):
     assert "experiments/" in text.split("\n\n")[0]  # the header names the official yaml
     m, d, t = recipe.model, recipe.data, recipe.train
     assert (m.backbone, m.head, m.align_corners) == ("hrnetv2_w48", head, align)
-    assert (d.crop_size, d.base_size, d.scale_factor, d.root, d.lists) == (crop, base, sf, Path("data") / _dir(d.dataset), Path("data/lists") / _dir(d.dataset))
+    assert (d.crop_size, d.base_size, d.scale_factor, d.root, d.lists) == (crop, base, sf, Path("data") / dataset_folder(d.dataset), Path("data/lists") / dataset_folder(d.dataset))
     assert (t.batch_size, t.epochs, t.lr, t.weight_decay, t.momentum, t.head_keywords) == (batch, epochs, lr, wd, 0.9, keywords)
     assert t.head_lr_mult == (10.0 if keywords else 1.0)
     assert t.loss.use_ohem == ohem and t.loss.balance_weights == ((0.4, 1.0) if head == "ocr" else (1.0,))
@@ -59,10 +59,6 @@ def test_recipe_matches_the_official_yaml(name):
         extra_epochs=t.extra_epochs, extra_lr=t.extra_lr, extra_samples=3475,
     )  # fmt: skip
     assert [p.max_iters for p in schedule.phases] == iterations
-
-
-def _dir(dataset: str) -> str:
-    return "pascal_ctx" if dataset == "pascal_ctx60" else dataset
 
 
 def test_cityscapes_class_weights_are_the_official_ones():

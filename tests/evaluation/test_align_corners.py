@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from hrseg import io as hio
 from hrseg.cli import app
 from hrseg.errors import HrsegError
 from hrseg.evaluation import alignment
@@ -130,7 +131,7 @@ def test_catalogue_lookup_by_name_first_then_by_sha256(tmp_path, monkeypatch):
     official_file(renamed)
     entry = CATALOGUE["hrnetv2_w48_cityscapes"]
     assert entry.sha256 is None and find_weight_file(renamed) is None  # no hash recorded: nothing to compare
-    known = {entry.name: dataclasses.replace(entry, sha256=catalogue.sha256_file(renamed))}
+    known = {entry.name: dataclasses.replace(entry, sha256=hio.sha256_file(renamed))}
     assert find_weight_file(renamed, known) == (known[entry.name], "sha256")
 
     def no_hashing(path):
@@ -148,7 +149,7 @@ def test_matched_by_sha256_names_both_files(tmp_path, monkeypatch):
     renamed = tmp_path / "renamed.pth"
     official_file(renamed)
     entry = CATALOGUE["hrnetv2_w48_cityscapes"]
-    known = {entry.name: dataclasses.replace(entry, sha256=catalogue.sha256_file(renamed))}
+    known = {entry.name: dataclasses.replace(entry, sha256=hio.sha256_file(renamed))}
     monkeypatch.setattr(alignment, "find_weight_file", lambda path: find_weight_file(path, known))
     assert decide_align_corners(renamed) == AlignCorners(False, f"weight catalogue: {CS_FCN}, matched by sha256 to renamed.pth")
 
