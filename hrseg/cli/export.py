@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.evaluation.export import export_checkpoint
 
 
 @app.command("export")
@@ -32,8 +33,6 @@ def export_cli(
     The graph takes "image" (N x 3 x H x W float32, normalised) and returns "out" (logits at
     1/4 resolution) and, with --aux, "aux". Without --height/--width the size is dynamic.
     """
-    from hrseg.evaluation.export import export_checkpoint
-
     setup_logging(verbose)
     with user_errors():
         path = export_checkpoint(

@@ -8,6 +8,10 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, err_console, setup_logging, user_errors
+from hrseg.errors import HrsegError
+from hrseg.evaluation.evaluate import parse_scales
+from hrseg.evaluation.predict import predict
+from hrseg.recipe import load_recipe
 
 #: Exit status when some images could not be read or segmented (the others were written).
 EXIT_SOME_FAILED = 2
@@ -34,11 +38,6 @@ def predict_cli(
     """Write a palettised label PNG (pixel value = class index) and an overlay per image.
 
     Unreadable images are reported and skipped; the exit status is then 2."""
-    from hrseg.errors import HrsegError
-    from hrseg.evaluation.evaluate import parse_scales
-    from hrseg.evaluation.predict import predict
-    from hrseg.recipe import load_recipe
-
     setup_logging(verbose)
     with user_errors():
         if overrides and recipe is None:
