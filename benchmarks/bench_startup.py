@@ -1,32 +1,40 @@
 """Fixed start-up of every ``hrseg`` command and every DVC stage script, and what it imports.
 
-    .venv/bin/python benchmarks/bench_startup.py              # everything, about a minute on 2 cores
+    .venv/bin/python benchmarks/bench_startup.py              # everything, a few minutes on 2 cores
     .venv/bin/python benchmarks/bench_startup.py --only info  # cases whose name contains "info"
-    .venv/bin/python benchmarks/bench_startup.py --json benchmarks/results/startup.json
+    .venv/bin/python benchmarks/bench_startup.py --repeats 5 --json benchmarks/results/startup.json \\
+        --md benchmarks/results/startup.md --baseline benchmarks/results/startup-before.json
+    .venv/bin/python benchmarks/bench_startup.py --root /tmp/old-checkout --json before.json  # another checkout
 
-Each case runs as a fresh subprocess (``--repeats`` times, median reported), from the
-repository root with this checkout on ``PYTHONPATH``. Two clocks: **wall** seconds and **CPU**
-seconds (user + system of the child, from ``getrusage``). CPU time barely moves when other
-processes share the machine, wall time does; on an idle machine they are close (start-up is
-single-threaded). One extra ``python -X importtime`` run per case names the third-party
-packages that cost the most (cumulative microseconds, so a package's own imports count).
+Public tools only: each case runs as a fresh subprocess (``--repeats`` times, median reported),
+from the measured checkout's root with that checkout first on ``PYTHONPATH``. Two clocks:
+**wall** seconds and **CPU** seconds (user + system of the child, from ``getrusage``). CPU time
+barely moves when other processes share the machine, wall time does; on an idle machine they
+are close (start-up is single-threaded). One extra ``python -X importtime`` run per case names
+the third-party packages that cost the most (cumulative seconds, so a package's own imports count).
 
 Cases:
-- ``hrseg --help`` and ``hrseg COMMAND --help``: what typing a command costs before it works;
-- ``hrseg fetch list`` and ``hrseg info MODEL`` for every model (the whole command);
-- ``stages/<name>.py --help``: a stage script's imports (argparse exits after them);
-- set-up that every tracked stage pays after its imports: ``import torch``, ``import mlflow``
-  and opening an MLflow run on a fresh and on an existing SQLite store.
+- ``hrseg --help`` and ``hrseg COMMAND --help`` for every command ``hrseg --help`` lists: what
+  typing a command costs before it works;
+- cheap real calls, start to finish: ``hrseg info`` for every model and for all of them,
+  ``hrseg recipe show``, ``hrseg recipe list``, ``hrseg fetch list``, ``hrseg runs`` (on a store
+  holding one run);
+- ``stages/<name>.py --help``: a stage script's imports (argparse exits right after them), and
+  the set-up every stage runs before its work (params.yaml read and checked, CPU numerics pinned);
+- set-up that every tracked stage pays in its work: ``import torch``, ``import mlflow`` and
+  opening an MLflow run on a fresh and on an existing SQLite store.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
 import re
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -35,9 +43,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from hrseg import io as hio  # noqa: E402
+from hrseg.models import MODELS  # noqa: E402  (what `hrseg info` lists with no argument)
+
 PY = sys.executable
-THIRD_PARTY = ("torch", "mlflow", "pandas", "matplotlib", "numpy", "cv2", "typer", "rich", "yaml", "PIL", "onnx", "onnxruntime", "dvc")
+THIRD_PARTY = ("torch", "mlflow", "pandas", "matplotlib", "numpy", "cv2", "typer", "rich", "yaml", "PIL", "onnx", "onnxruntime", "dvc", "sqlalchemy")
 
 OPEN_RUN = """
 import sys, mlflow
@@ -49,6 +62,16 @@ run = client.create_run(experiment)
 client.set_terminated(run.info.run_id)
 """
 
+#: a stage's set-up before its work (``stages/common.py``'s ``stage_main``): params.yaml, CPU pinning
+STAGE_SETUP = """
+import sys
+sys.path.insert(0, "stages")
+import common
+from hrseg.runtime import pin_cpu_numerics
+params = common.read_params()
+pin_cpu_numerics(params.cpu_threads, params.cpu_isa)
+"""
+
 
 @dataclass
 class Result:
@@ -58,54 +81,81 @@ class Result:
     cpu_s: float
     walls: list[float] = field(default_factory=list)
     top_imports: list[tuple[str, float]] = field(default_factory=list)
+    torch_via: str = ""
     returncode: int = 0
 
 
-def _env() -> dict[str, str]:
+def _env(root: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("COLUMNS", "80")
     return env
 
 
-def run_once(command: list[str]) -> tuple[float, float, int]:
+def run_once(command: list[str], root: Path) -> tuple[float, float, int]:
     """(wall s, child CPU s, return code) of one run, output discarded."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.run(command, cwd=root, env=_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, proc.returncode
 
 
-def top_imports(command: list[str], limit: int = 3) -> list[tuple[str, float]]:
-    """The ``limit`` costliest top-level third-party imports of ``command`` (seconds, cumulative)."""
+def import_profile(command: list[str], root: Path, limit: int = 3) -> tuple[list[tuple[str, float]], str]:
+    """From one ``python -X importtime`` run of ``command``: the ``limit`` costliest top-level
+    third-party imports (seconds, cumulative), and the chain of imports that first pulled in
+    torch (``fetch_pretrained > common > hrseg.recipe > ... > torch``; empty without torch)."""
     if command[0] != PY:
-        return []
-    proc = subprocess.run([PY, "-X", "importtime", *command[1:]], cwd=ROOT, env=_env(), capture_output=True, text=True)
-    costs: dict[str, float] = {}
+        return [], ""
+    proc = subprocess.run([PY, "-X", "importtime", *command[1:]], cwd=root, env=_env(root), capture_output=True, text=True)
+    entries = []  # (depth, module, cumulative s), children before their parent
     for line in proc.stderr.splitlines():
-        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)$", line)
-        if match and match.group(3).split(".")[0] in THIRD_PARTY:
-            package = match.group(3).split(".")[0]
-            costs[package] = max(costs.get(package, 0.0), int(match.group(1)) / 1e6)
-    return sorted(costs.items(), key=lambda kv: -kv[1])[:limit]
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)$", line)
+        if match:
+            entries.append(((len(match.group(2)) - 1) // 2, match.group(3), int(match.group(1)) / 1e6))
+    costs: dict[str, float] = {}
+    for _, module, cumulative in entries:
+        package = module.split(".")[0]
+        if package in THIRD_PARTY:
+            costs[package] = max(costs.get(package, 0.0), cumulative)
+    chain: list[str] = []
+    first = next((i for i, (_, module, _) in enumerate(entries) if module == "torch"), None)
+    if first is not None:
+        depth, chain = entries[first][0], ["torch"]
+        for parent_depth, module, _ in entries[first + 1 :]:
+            if parent_depth < depth:
+                chain.insert(0, module)
+                depth = parent_depth
+    return sorted(costs.items(), key=lambda kv: -kv[1])[:limit], " > ".join(m for m in chain if not m.startswith("torch."))
 
 
-def cases(store_dir: Path) -> list[tuple[str, list[str]]]:
-    sys.path.insert(0, str(ROOT))
-    from hrseg.models import MODELS
+def listed_commands(root: Path) -> list[str]:
+    """The command names ``hrseg --help`` lists (so the benchmark needs no import of the checkout)."""
+    text = subprocess.run([PY, "-m", "hrseg.cli", "--help"], cwd=root, env=_env(root), capture_output=True, text=True, check=True).stdout
+    section = text.split("Commands:", 1)[1]
+    return re.findall(r"^  (\S+)  ", section, flags=re.MULTILINE)
 
+
+def cases(root: Path, store_dir: Path) -> list[tuple[str, list[str]]]:
     hrseg = [PY, "-m", "hrseg.cli"]
-    out = [("hrseg --help", [*hrseg, "--help"])]
-    for command in ("train", "evaluate", "predict", "prepare", "synth", "export", "info", "runs", "ui", "fetch get"):
-        out.append((f"hrseg {command} --help", [*hrseg, *command.split(), "--help"]))
-    out.append(("hrseg fetch list", [*hrseg, "fetch", "list"]))
-    out += [(f"hrseg info {name}", [*hrseg, "info", name]) for name in sorted(MODELS)]
-    out += [(f"stages/{p.name} --help", [PY, str(p.relative_to(ROOT)), "--help"]) for p in sorted((ROOT / "stages").glob("*.py")) if p.name not in ("common.py", "dvc_yaml.py")]
     db = f"sqlite:///{(store_dir / 'mlflow.db').as_posix()}"
+    out = [("hrseg --help", [*hrseg, "--help"])]
+    out += [(f"hrseg {command} --help", [*hrseg, command, "--help"]) for command in listed_commands(root)]
     out += [
+        ("hrseg fetch get --help", [*hrseg, "fetch", "get", "--help"]),
+        ("hrseg fetch list", [*hrseg, "fetch", "list"]),
+        ("hrseg recipe list", [*hrseg, "recipe", "list"]),
+        ("hrseg recipe show cityscapes_ocr", [*hrseg, "recipe", "show", "cityscapes_ocr", "--profile", "embedded"]),
+        ("hrseg runs", [*hrseg, "runs", "--uri", db]),
+        ("hrseg info (all models)", [*hrseg, "info"]),
+    ]
+    out += [(f"hrseg info {name}", [*hrseg, "info", name]) for name in sorted(MODELS)]
+    stages = sorted(p.name for p in (root / "stages").glob("*.py") if p.name not in ("common.py", "dvc_yaml.py"))
+    out += [(f"stages/{name} --help", [PY, f"stages/{name}", "--help"]) for name in stages]
+    out += [
+        ("stage set-up (params, CPU pinning)", [PY, "-c", STAGE_SETUP]),
         ("import torch", [PY, "-c", "import torch"]),
         ("import mlflow", [PY, "-c", "import mlflow"]),
         ("mlflow run, new store", [PY, "-c", OPEN_RUN, f"sqlite:///{(store_dir / 'fresh-{n}.db').as_posix()}"]),
@@ -114,44 +164,94 @@ def cases(store_dir: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
-def measure(name: str, command: list[str], repeats: int, store_dir: Path) -> Result:
+def measure(name: str, command: list[str], repeats: int, root: Path) -> Result:
     walls, cpus, code = [], [], 0
     for i in range(repeats):
         argv = [a.replace("{n}", str(i)) for a in command]  # a fresh store per repeat
-        wall, cpu, code = run_once(argv)
+        wall, cpu, code = run_once(argv, root)
         walls.append(wall)
         cpus.append(cpu)
     result = Result(name, command, statistics.median(walls), statistics.median(cpus), walls, returncode=code)
     if "{n}" not in " ".join(command):
-        result.top_imports = top_imports(command)
+        result.top_imports, result.torch_via = import_profile(command, root)
     return result
+
+
+def _imports(r: dict) -> str:
+    return ", ".join(f"{p} {s:.2f}" for p, s in r["top_imports"])
+
+
+def markdown(data: dict, baseline: dict | None, note: str = "") -> str:
+    """The results as a Markdown file: machine and load, then one row per case."""
+    m = data["machine"]
+    lines = [
+        "# Start-up of `hrseg` commands and DVC stages",
+        "",
+        f"Measured {m['date']} with `{m['command']}` on {m['cpus']} CPUs, Python {m['python']}: "
+        f"median of {m['repeats']} runs per case, each a fresh process; 1-min load average {m['load_start']:.1f} at the start, "
+        f"{m['load_end']:.1f} at the end (other sessions share the machine: wall time moves with the load, CPU time much less).",
+    ]
+    base = {r["name"]: r for r in baseline["results"]} if baseline else {}
+    if baseline:
+        b = baseline["machine"]
+        lines.append(
+            f"Before: {b['date']}, `{b['command']}`, median of {b['repeats']}, load average {b['load_start']:.1f} -> {b['load_end']:.1f}."
+        )
+    if note:
+        lines += ["", note]
+    head = ["case", *(["before wall s", "before CPU s"] if baseline else []), "wall s", "CPU s", "costliest imports (cumulative s)", "torch imported through"]
+    lines += ["", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 3) + "---|---|"]
+    for r in data["results"]:
+        failed = "" if r["returncode"] == 0 else f" (exit {r['returncode']})"
+        old = base.get(r["name"])
+        before = ([f"{old['wall_s']:.2f}", f"{old['cpu_s']:.2f}"] if old else ["-", "-"]) if baseline else []
+        cells = [f"{r['name']}{failed}", *before, f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", _imports(r), r.get("torch_via", "") or "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1, help="runs per case (median reported)")
     parser.add_argument("--only", default="", help="only the cases whose name contains this text")
+    parser.add_argument("--root", type=Path, default=HERE.parent, help="checkout to measure (default: this one)")
     parser.add_argument("--json", type=Path, help="also write every result to this JSON file")
+    parser.add_argument("--md", type=Path, help="also write the table as Markdown (e.g. benchmarks/results/startup.md)")
+    parser.add_argument("--baseline", type=Path, help="a JSON file of an earlier run: its numbers become the 'before' columns of --md")
+    parser.add_argument("--note", default="", help="a paragraph for --md, under the header")
     args = parser.parse_args(argv)
-    load = os.getloadavg()[0]
+    root = args.root.resolve()
+    load, started = os.getloadavg()[0], datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="hrseg-startup-") as tmp:
         store_dir = Path(tmp)
-        subprocess.run([PY, "-c", OPEN_RUN, f"sqlite:///{(store_dir / 'mlflow.db').as_posix()}"], cwd=ROOT, env=_env(), capture_output=True)
-        chosen = [(n, c) for n, c in cases(store_dir) if args.only in n]
+        subprocess.run([PY, "-c", OPEN_RUN, f"sqlite:///{(store_dir / 'mlflow.db').as_posix()}"], cwd=root, env=_env(root), capture_output=True)
+        chosen = [(n, c) for n, c in cases(root, store_dir) if args.only in n]
         results = []
-        print(f"{'case':34} {'wall s':>7} {'CPU s':>6}  costliest imports (cumulative s)")
+        print(f"{'case':36} {'wall s':>7} {'CPU s':>6}  costliest imports (cumulative s)")
         for name, command in chosen:
-            r = measure(name, command, args.repeats, store_dir)
+            r = measure(name, command, args.repeats, root)
             results.append(r)
-            imports = ", ".join(f"{p} {s:.2f}" for p, s in r.top_imports)
             failed = "" if r.returncode == 0 else f"  (exit {r.returncode})"
-            print(f"{name:34} {r.wall_s:7.2f} {r.cpu_s:6.2f}  {imports}{failed}", flush=True)
+            via = f"  [torch via {r.torch_via}]" if r.torch_via else ""
+            print(f"{name:36} {r.wall_s:7.2f} {r.cpu_s:6.2f}  {_imports(asdict(r))}{via}{failed}", flush=True)
+    machine = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(["python", "benchmarks/bench_startup.py", *(argv if argv is not None else sys.argv[1:])]),
+        "root": str(root),
+        "repeats": args.repeats,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+    }
     print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"1-min load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end")  # fmt: skip
+          f"1-min load average {load:.1f} at start, {machine['load_end']:.1f} at end")  # fmt: skip
+    data = {"machine": machine, "results": [asdict(r) for r in results]}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "load_start": load, "load_end": os.getloadavg()[0]}
-        args.json.write_text(json.dumps({"machine": machine, "results": [asdict(r) for r in results]}, indent=2) + "\n")
+        hio.write_json(args.json, data)
+    if args.md:
+        baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+        hio.write_text(args.md, markdown(data, baseline, args.note))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
-"""The ``hrseg`` command: one typer app, one module per command (importing a module
-registers its command on the app)."""
+"""The ``hrseg`` command: one typer app, one module per command. The command table
+(``hrseg.cli._app.COMMANDS``) names each command's module, imported only when that command runs."""
 
-from hrseg.cli import evaluate, export, fetch, info, predict, prepare, recipe, runs, synth, train, ui  # noqa: F401
 from hrseg.cli._app import app
 
 __all__ = ["app"]

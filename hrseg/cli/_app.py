@@ -1,4 +1,10 @@
-"""The single typer app and the helpers every command shares.
+"""The single typer app, its command table, and the helpers every command shares.
+
+``COMMANDS`` declares every command once: its name, the module that registers it on ``app``,
+and its one-line help. ``hrseg --help`` lists the table without importing any command module;
+``hrseg CMD ...`` (``--help`` included) imports only CMD's module (``HrsegGroup``), so a command
+pays for the libraries it uses and no other (torch alone is about 2 s). Inside a command module
+every import is at module level.
 
 User-facing messages and exit codes live only in ``hrseg.cli``: library code raises
 ``HrsegError`` subclasses, ``user_errors`` prints them and exits with status 1.
@@ -7,15 +13,20 @@ User-facing messages and exit codes live only in ``hrseg.cli``: library code rai
 from __future__ import annotations
 
 import contextlib
+import difflib
+import importlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
@@ -85,6 +96,75 @@ class PlainHelpGroup(TyperGroup):
                 formatter.write_dl(rows)
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command of ``hrseg``: the module whose import registers it on ``app``, and the help
+    line ``hrseg --help`` shows (a test checks it is the command's own first sentence)."""
+
+    module: str
+    help: str
+
+
+#: Every ``hrseg`` command, in the order ``hrseg --help`` lists them.
+COMMANDS: Mapping[str, LazyCommand] = MappingProxyType(
+    {
+        "evaluate": LazyCommand("hrseg.cli.evaluate", "Evaluate CHECKPOINT with the official test protocol and write the results to --out."),
+        "export": LazyCommand("hrseg.cli.export", "Export a segmentation checkpoint to ONNX."),
+        "info": LazyCommand("hrseg.cli.info", "Print parameters, multiply-adds and FLOPs."),
+        "predict": LazyCommand("hrseg.cli.predict", "Write a palettised label PNG (pixel value = class index) and an overlay per image."),
+        "prepare": LazyCommand("hrseg.cli.prepare", "Check every image/label pair, then write the official-format list files."),
+        "runs": LazyCommand("hrseg.cli.runs", "Print a comparison table of the training and evaluation runs, newest first."),
+        "synth": LazyCommand("hrseg.cli.synth", "Write tiny synthetic datasets in the exact on-disk formats of the real ones."),
+        "train": LazyCommand("hrseg.cli.train", "Train RECIPE and write checkpoint.pth, best.pth, final.pth, metrics.json and log.csv to --out."),
+        "ui": LazyCommand("hrseg.cli.ui", "Start the MLflow UI on the project's runs (one worker, no job runner) and print its URL."),
+        "fetch": LazyCommand("hrseg.cli.fetch", "Pretrained weights: list the catalogue, download (resumable, verified), verify."),
+        "recipe": LazyCommand("hrseg.cli.recipe", "Recipes: list them, show one resolved with where each value comes from."),
+    }
+)
+
+
+class HrsegGroup(PlainHelpGroup):
+    """The top-level group: lists ``COMMANDS`` without importing them, imports a command's
+    module when that command is looked up (to run it or show its help), and suggests close
+    names for a typo among all of them."""
+
+    def __init__(self, *, suggest_commands: bool = True, **kwargs: Any) -> None:
+        super().__init__(suggest_commands=False, **kwargs)  # typer would suggest among the loaded commands only
+        self.suggest_all = suggest_commands
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(dict.fromkeys([*COMMANDS, *super().list_commands(ctx)]))
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(COMMANDS[name].module)  # registers the command on ``app``
+            loaded = typer.main.get_command(app).commands  # the click commands of everything registered so far
+            if name in loaded:
+                self.add_command(loaded[name], name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in COMMANDS and name not in self.commands:
+                rows.append((name, COMMANDS[name].help))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if self.suggest_all and not name.startswith("-") and name not in self.list_commands(ctx):
+            matches = difflib.get_close_matches(name, self.list_commands(ctx))
+            if matches:  # click's message, with typer's suggestion
+                ctx.fail(f"No such command {name!r}. Did you mean {', '.join(repr(m) for m in matches)}?")
+        return super().resolve_command(ctx, args)
+
+
 class HrsegTyper(typer.Typer):
     """``typer.Typer`` with plain click help (no rich panels, which cut columns when piped)."""
 
@@ -99,6 +179,7 @@ class HrsegTyper(typer.Typer):
 
 
 app = HrsegTyper(
+    cls=HrsegGroup,
     name="hrseg",
     help="HRNetV2 / HRNetV2+OCR semantic segmentation: models, data, training, evaluation, pipeline.",
     no_args_is_help=True,
@@ -174,8 +255,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except HrsegError as exc:
-        from rich.markup import escape  # messages quote lists like [background, crack]: not markup
-
+        # escape: messages quote lists like [background, crack], which are not markup
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
 

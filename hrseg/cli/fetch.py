@@ -15,6 +15,8 @@ import typer
 
 from hrseg.cli._app import HrsegTyper, app, check_format, console, print_table, setup_logging, user_errors
 from hrseg.errors import HrsegError
+from hrseg.weights.catalogue import CATALOGUE
+from hrseg.weights.download import fetch_many, verify
 
 fetch_app = HrsegTyper(
     name="fetch",
@@ -39,8 +41,6 @@ def list_cli(
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Show the catalogue: name, kind, dataset, model, expected result, file name."""
-    from hrseg.weights.download import CATALOGUE
-
     with user_errors():
         fmt = "json" if as_json else fmt
         check_format(fmt)
@@ -80,8 +80,6 @@ def get_cli(
 
     Sources: --from, else each --mirror, then $HRSEG_WEIGHTS_MIRROR, then the catalogue URLs.
     """
-    from hrseg.weights.download import fetch_many
-
     _ensure_logging()
     with user_errors():
         paths = fetch_many(
@@ -102,8 +100,6 @@ def verify_cli(
 
     Exit status 1 if any file's sha256 differs from what is expected.
     """
-    from hrseg.weights.download import verify
-
     with user_errors():
         fmt = "json" if as_json else fmt
         check_format(fmt)

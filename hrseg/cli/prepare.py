@@ -9,6 +9,9 @@ import typer
 from rich.table import Table
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.data.custom import weights_override
+from hrseg.data.errors import DatasetError
+from hrseg.data.prepare import prepare_dataset
 
 
 @app.command("prepare")
@@ -26,9 +29,6 @@ def prepare_cli(
     Nothing is written when a problem is found: all problems are reported together (the first
     20 listed) and the command exits with status 1.
     """
-    from hrseg.data.errors import DatasetError
-    from hrseg.data.prepare import prepare_dataset
-
     setup_logging(verbose)
     with user_errors():
         if out is None and dataset != "custom":
@@ -51,8 +51,6 @@ def prepare_cli(
 
 def _print_class_table(summary: dict) -> None:
     """Per-class pixel frequencies of the train split (and the weights when computed)."""
-    from hrseg.data.custom import weights_override
-
     weights = (summary.get("class_weights") or {}).get("weights")
     table = Table(title=f"classes (train split){': ' + summary['class_weights']['method'] + ' weights' if weights else ''}")
     for column in ("index", "class", "pixels", "frequency") + (("weight",) if weights else ()):

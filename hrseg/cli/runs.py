@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, err_console, user_errors
+from hrseg.tracking.runs import FORMATS, LISTED_STAGES, RunsError, by_stage, format_runs, list_runs
+from hrseg.tracking.tracker import default_tracking_uri
 
 
 @app.command("runs")
@@ -36,9 +38,6 @@ def runs_cli(
     start time, DVC experiment, run name. csv and json add recipe, mean acc, status,
     experiment, profile, git commit and the training run of an evaluation.
     """
-    from hrseg.tracking.runs import FORMATS, LISTED_STAGES, RunsError, by_stage, format_runs, list_runs
-    from hrseg.tracking.tracker import default_tracking_uri
-
     with user_errors():
         if fmt not in FORMATS:
             raise RunsError(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.data.synth import generate_synthetic
 
 
 @app.command("synth")
@@ -24,8 +25,6 @@ def synth_cli(
 
     Run `hrseg prepare DATASET --root OUT/DATASET --out LISTS` on them like on real data.
     """
-    from hrseg.data.synth import generate_synthetic
-
     setup_logging(verbose)
     names = [n.strip() for item in datasets for n in item.split(",") if n.strip()] if datasets else None
     with user_errors():

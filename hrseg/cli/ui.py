@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
+from hrseg.tracking.ui import serve_ui
 
 
 @app.command("ui")
@@ -27,8 +28,6 @@ def ui_cli(
     reused; any other process on the port is named. From another machine use an SSH tunnel:
     ssh -L 5000:127.0.0.1:5000 <this machine>, then open http://127.0.0.1:5000.
     """
-    from hrseg.tracking.ui import serve_ui
-
     setup_logging(verbose)
 
     def announce(url: str, store: str) -> None:

@@ -13,56 +13,30 @@ forward passes on tiny inputs (32x32 and 64x32) give ``a`` and ``b``; a third (6
 the fit. Other sizes, or a model that fails the check, run one forward pass at the real size
 (on the meta device for other sizes: exact, but a few seconds, as meta kernels import
 ``torch._dynamo``).
+
+``complexity_table()`` turns the same exact fits into the table ``hrseg info`` reads without
+torch (``hrseg.complexity_table``); ``python -m hrseg.models.complexity`` rewrites that file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from hrseg.models.segmentation import build_model
+from hrseg import io as hio
+from hrseg.complexity_table import COUNTS, EXACT_MULTIPLE, TABLE_FILE, Complexity
+from hrseg.errors import HrsegError
+from hrseg.models.hrnet import HRNET_CONFIGS
+from hrseg.models.segmentation import MODELS, build_model, parse_model_name
 
-#: Every HRNet feature map is exactly 1/2^l of the input when both sides are multiples of this.
-EXACT_MULTIPLE = 32
 _PROBES = ((32, 32), (64, 32), (64, 64))
-
-
-@dataclass(frozen=True)
-class Complexity:
-    name: str
-    height: int
-    width: int
-    params: int
-    conv_macs: int  # multiply-adds of all convolutions, one image
-    matmul_macs: int  # multiply-adds of matrix products (the OCR attention)
-
-    @property
-    def official_gflops(self) -> float:
-        """The official README's unit: conv multiply-adds / 2^30."""
-        return self.conv_macs / 2**30
-
-    @property
-    def gmacs(self) -> float:
-        return (self.conv_macs + self.matmul_macs) / 1e9
-
-    @property
-    def gflops(self) -> float:
-        """True FLOPs (2 per multiply-add, convolutions + matmuls), in 1e9 units."""
-        return 2 * (self.conv_macs + self.matmul_macs) / 1e9
-
-    def as_dict(self) -> dict[str, float | int | str]:
-        return {
-            "model": self.name,
-            "input": f"{self.height}x{self.width}",
-            "params": self.params,
-            "params_m": round(self.params / 1e6, 2),
-            "official_gflops": round(self.official_gflops, 1),
-            "gmacs": round(self.gmacs, 1),
-            "gflops": round(self.gflops, 1),
-        }
+#: Class counts the shipped table is fitted on (the first two) and checked on (the rest).
+TABLE_CLASS_COUNTS = (19, 150, 60)
 
 
 _CONVS = {torch.conv1d, torch.conv2d, torch.conv3d, torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d}
@@ -113,16 +87,10 @@ def count_model(model: torch.nn.Module, height: int, width: int, name: str = "")
     return Complexity(name or type(model).__name__, height, width, params, conv, matmul)
 
 
-def count(backbone: str, head: str, num_classes: int = 19, height: int = 1024, width: int = 2048, **kwargs) -> Complexity:
-    """Parameters and multiply-adds of ``build_model(backbone, head, num_classes, **kwargs)``
-    on one ``height`` x ``width`` image (see the module docstring for how)."""
-    name = f"{backbone}_{head}"
-    if height % EXACT_MULTIPLE or width % EXACT_MULTIPLE:
-        with torch.device("meta"):
-            model = build_model(backbone, head, num_classes, **kwargs)
-        return count_model(model, height, width, name=name)
-    model = build_model(backbone, head, num_classes, **kwargs).eval()
-    params = sum(p.numel() for p in model.parameters())
+def _probe_fit(model: torch.nn.Module) -> list[tuple[Fraction, Fraction]] | None:
+    """(multiply-adds per input pixel, fixed multiply-adds) of the convolutions and of the
+    matmuls, from two tiny passes, or None when the third pass disagrees with the fit.
+    Zeroes the model's weights."""
     with torch.no_grad():  # all-zero activations: the official N(0, 0.001^2) weights make denormals, 10x slower on CPU
         for tensor in model.parameters():
             tensor.zero_()
@@ -133,15 +101,90 @@ def count(backbone: str, head: str, num_classes: int = 19, height: int = 1024, w
     finally:
         torch.set_num_threads(threads)
     (area1, first), (area2, second) = probes[:2]
+    fit = []
+    for i in range(len(COUNTS)):
+        slope = Fraction(second[i] - first[i], area2 - area1)  # per input pixel; lower branches make it fractional
+        fit.append((slope, first[i] - slope * area1))
+    # the third probe checks the assumption
+    if any(slope * area + fixed != macs[i] for area, macs in probes[2:] for i, (slope, fixed) in enumerate(fit)):
+        return None
+    return fit
 
-    def affine(index: int, area: int) -> Fraction:
-        slope = Fraction(second[index] - first[index], area2 - area1)  # per input pixel; lower branches make it fractional
-        return first[index] + slope * (area - area1)
 
-    # the third probe checks the assumption; a model that breaks it is counted directly
-    if any(affine(i, area) != macs[i] for area, macs in probes[2:] for i in range(2)):
+def count(backbone: str, head: str, num_classes: int = 19, height: int = 1024, width: int = 2048, **kwargs) -> Complexity:
+    """Parameters and multiply-adds of ``build_model(backbone, head, num_classes, **kwargs)``
+    on one ``height`` x ``width`` image (see the module docstring for how)."""
+    name = f"{backbone}_{head}"
+    if height % EXACT_MULTIPLE or width % EXACT_MULTIPLE:
+        with torch.device("meta"):
+            model = build_model(backbone, head, num_classes, **kwargs)
         return count_model(model, height, width, name=name)
-    conv, matmul = (affine(i, height * width) for i in range(2))
+    model = build_model(backbone, head, num_classes, **kwargs).eval()
+    params = sum(p.numel() for p in model.parameters())
+    fit = _probe_fit(model)
+    if fit is None:  # a model that breaks the assumption is counted directly
+        return count_model(model, height, width, name=name)
+    conv, matmul = (slope * height * width + fixed for slope, fixed in fit)
     if conv.denominator != 1 or matmul.denominator != 1:
         return count_model(model, height, width, name=name)
     return Complexity(name, height, width, params, int(conv), int(matmul))
+
+
+def count_named(name: str, num_classes: int = 19, height: int = 1024, width: int = 2048) -> Complexity:
+    """``count`` of a model name: ``hrnetv2_w48_ocr``, or a bare backbone name (FCN head)."""
+    backbone, head = parse_model_name(name)
+    return count(backbone, head, num_classes, height, width)
+
+
+def _integer(value: Fraction, what: str) -> int:
+    if value.denominator != 1:
+        raise HrsegError(f"{what} is {value}, not an integer: the exact form of hrseg.complexity_table does not hold")
+    return int(value)
+
+
+def _table_entry(name: str, class_counts: Sequence[int]) -> dict[str, Any]:
+    """One model's entry of the table: every count fitted on the first two class counts, checked on the others."""
+    backbone, head = parse_model_name(name)
+    rows = []  # per class count: params, then (per block, fixed) of each count
+    for k in class_counts:
+        model = build_model(backbone, head, k).eval()
+        params = sum(p.numel() for p in model.parameters())
+        fit = _probe_fit(model)
+        if fit is None:
+            raise HrsegError(f"{name} with {k} classes: counts are not affine in the input area; it cannot be in the table")
+        rows.append([params, *(value for slope, fixed in fit for value in (slope * EXACT_MULTIPLE**2, fixed))])
+    (k1, first), (k2, second) = zip(class_counts[:2], rows[:2])
+    linear = []
+    for i, what in enumerate(["params", *(f"{c} {part}" for c in COUNTS for part in ("per block", "fixed"))]):
+        per_class = Fraction(second[i] - first[i], k2 - k1)
+        linear.append((_integer(first[i] - per_class * k1, f"{name}: {what} at 0 classes"), _integer(per_class, f"{name}: {what} per class")))
+    for k, row in zip(class_counts[2:], rows[2:]):
+        for i, (base, per_class) in enumerate(linear):
+            if base + per_class * k != row[i]:
+                raise HrsegError(f"{name}: counts are not linear in the number of classes (checked at {k}); it cannot be in the table")
+    entry: dict[str, Any] = {"params": list(linear[0])}
+    for j, c in enumerate(COUNTS):
+        entry[c] = {"per_block": list(linear[1 + 2 * j]), "fixed": list(linear[2 + 2 * j])}
+    return entry
+
+
+def complexity_table(class_counts: Sequence[int] = TABLE_CLASS_COUNTS) -> dict[str, Any]:
+    """The content of ``hrseg/complexity_table.json``: every model of ``MODELS`` counted with torch
+    at each class count (at least two; the first two fix each line, the others check it)."""
+    if len(set(class_counts)) < 2:
+        raise HrsegError(f"class counts {list(class_counts)}: need at least two different ones")
+    return {
+        "about": "Exact parameter and multiply-add counts per model; format in hrseg/complexity_table.py. "
+        "Generated by `python -m hrseg.models.complexity`, checked by tests/models/test_complexity.py.",
+        "backbones": sorted(HRNET_CONFIGS),
+        "models": {name: _table_entry(name, class_counts) for name in sorted(MODELS)},
+    }
+
+
+def write_complexity_table(path: Path = TABLE_FILE) -> Path:
+    hio.write_json(path, complexity_table())
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_complexity_table()}")
