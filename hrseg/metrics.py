@@ -21,6 +21,7 @@ matrices once (counts are integers, so the sum is exact and order-independent).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -139,3 +140,9 @@ class ConfusionMatrix:
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix(num_classes={self.num_classes}, pixels={int(self.mat.sum())})"
+
+
+def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of a metrics dict as floats (lists, flags, None and text dropped):
+    what goes into a checkpoint's ``metrics`` and a tracker's ``log_metrics``."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

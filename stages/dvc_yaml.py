@@ -84,7 +84,7 @@ def stages() -> dict:
         out[f"eval_{row}"] = {
             "desc": f"Evaluate {row} with its official test protocol",
             "cmd": f"python stages/evaluate.py {row} --model models/{row}/model.pth --out {res}",
-            "deps": ["stages/evaluate.py", "stages/common.py", *CORE, "hrseg/evaluation", *data, f"models/{row}"],
+            "deps": ["stages/evaluate.py", "stages/common.py", *CORE, "hrseg/evaluation", "hrseg/weights/catalogue.py", *data, f"models/{row}"],
             "params": ["profile", "data_root", "scales", "flip", *RUNTIME, recipe_params(row, EVAL_KEYS)],
             "outs": [{f"{res}/per_class.csv": {"cache": False}}, f"{res}/confusion_matrix.png", f"{res}/overlays"]
             if labelled

@@ -3,7 +3,7 @@
 Order of the functions = order in which they run: model and numerics, ``evaluate`` (per-epoch
 single-scale validation), ``train_one_epoch``, checkpoint writing, and ``train`` itself, which
 is the whole story. Data loading lives in ``hrseg.engine.loaders``, the progress display in
-``hrseg.engine.progress``, ``log.csv`` and the curve in ``hrseg.engine.training_log``, the
+``hrseg.runtime.progress``, ``log.csv`` and the curve in ``hrseg.engine.training_log``, the
 overlays in ``hrseg.engine.overlays``, what the run is called and tagged in
 ``hrseg.runtime.tracker``. State is passed as arguments; there is no trainer object. ``model``
 is what we call (possibly DDP-wrapped), ``model_without_ddp`` the module.
@@ -50,16 +50,16 @@ from hrseg.engine.loaders import build_datasets, steps_in_epoch, train_loader, v
 from hrseg.engine.losses import SegmentationLoss
 from hrseg.engine.optim import build_optimizer, set_lr
 from hrseg.engine.overlays import write_overlays
-from hrseg.engine.progress import Progress
 from hrseg.engine.schedule import Schedule, build_schedule
 from hrseg.engine.state import check_resumable, rng_state, seed_everything, set_rng_state
 from hrseg.engine.training_log import write_log_csv, write_training_curve
 from hrseg.errors import HrsegError
-from hrseg.metrics import ConfusionMatrix
+from hrseg.metrics import ConfusionMatrix, scalar_metrics
 from hrseg.models.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
 from hrseg.models.segmentation import build_model_from_config, resize_logits
 from hrseg.recipe import Recipe, load_recipe
 from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, unwrap_model, wrap_model
+from hrseg.runtime.progress import TrainingProgress
 from hrseg.runtime.tracker import NullRun, Run, Tracker, checkpoint_tags, experiment_name, train_run_name, train_run_params, train_run_tags
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def train_one_epoch(
     pos: Position,
     steps: int,
     *,
-    progress: Progress,
+    progress: TrainingProgress,
     run: Run,
     save: Any,
 ) -> None:
@@ -463,7 +463,7 @@ def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: 
         else:
             log.warning("checkpoint has no RNG state for rank %d; dropout masks will differ from an uninterrupted run", info.rank)
 
-    progress = Progress(info.is_main, schedule.total_epochs)
+    progress = TrainingProgress(info.is_main, schedule.total_epochs)
     status = "FAILED"
     try:
         val_loader_ = val_loader(sets["val"], recipe, info)
@@ -497,7 +497,7 @@ def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: 
                 if metrics["miou"] > pos.best_miou:
                     pos.best_miou, pos.best_epoch = metrics["miou"], epoch + 1
                     if info.is_main:
-                        hio.torch_save(make_checkpoint(model_without_ddp, recipe.model, recipe=recipe.to_dict(), epoch=epoch + 1, metrics=_scalars(metrics)), out / BEST)
+                        hio.torch_save(make_checkpoint(model_without_ddp, recipe.model, recipe=recipe.to_dict(), epoch=epoch + 1, metrics=scalar_metrics(metrics)), out / BEST)
                     if info.is_main and metrics.get("iou") is not None:
                         hio.write_json(out / "best_val_iou.json", {"epoch": epoch + 1, "miou": metrics["miou"], "iou": metrics["iou"]})
                 log.info("epoch %d/%d: train loss %s, val mIoU %.4f (best %.4f, epoch %d)", epoch + 1, schedule.total_epochs, _fmt(row["train_loss"]), metrics["miou"], pos.best_miou, pos.best_epoch)
@@ -529,10 +529,6 @@ def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def finish(model: nn.Module, recipe: Recipe, info: DistInfo, pos: Position, val_set: Dataset, spec: Any, out: Path, run: Run) -> dict[str, Any]:

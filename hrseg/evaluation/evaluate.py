@@ -55,7 +55,7 @@ from hrseg.evaluation.inference import (
 from hrseg.evaluation.loading import LoadedModel, load_model
 from hrseg.evaluation.submission import write_cityscapes_result
 from hrseg.io import sha256_file
-from hrseg.metrics import ConfusionMatrix
+from hrseg.metrics import ConfusionMatrix, scalar_metrics
 from hrseg.recipe import EvalConfig, Recipe
 from hrseg.runtime.distributed import cleanup, init_distributed, rank_zero_logging
 from hrseg.runtime.progress import progress
@@ -327,7 +327,7 @@ def _evaluate(
                 )  # fmt: skip
             else:
                 log.info("wrote %d test-set predictions to %s", len(dataset), out / "test_results")
-            metrics = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            metrics = scalar_metrics(summary)
             run.log_metrics({**metrics, "images_per_s": rate})
             for f in files:
                 run.log_artifact(f, "results")

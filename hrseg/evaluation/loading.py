@@ -14,7 +14,7 @@ import torch
 
 from hrseg.evaluation.inference_paths import prepare_inference_model
 from hrseg.models import build_model_from_config
-from hrseg.models.checkpoint import detect_kind, load_checkpoint, read_checkpoint
+from hrseg.models.checkpoint import load_checkpoint
 from hrseg.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ class LoadedModel:
     model: Any  # nn.Module or a prepared callable with .align_corners / .num_classes
     num_classes: int
     checkpoint: Path
-    checkpoint_meta: dict[str, Any]
     report: str
     path: str
 
@@ -40,11 +39,6 @@ def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.devi
     first (``hrseg.evaluation.alignment``; ``evaluate`` and ``predict`` do). The loaded model
     carries it (``loaded.model.align_corners``)."""
     checkpoint = Path(checkpoint)
-    data = read_checkpoint(checkpoint)
-    meta: dict[str, Any] = {}
-    if detect_kind(data) == "hrseg":
-        meta = {k: v for k, v in data.items() if k in ("mlflow_run_id", "epoch", "model_config")}
-    del data
     model = build_model_from_config(recipe.model)
     report = load_checkpoint(model, checkpoint)
     log.info("%s", report.summary())
@@ -58,7 +52,6 @@ def load_model(recipe: Recipe, checkpoint: str | os.PathLike, device: torch.devi
         model=model,
         num_classes=int(recipe.model.num_classes),
         checkpoint=checkpoint,
-        checkpoint_meta=meta,
         report=report.summary(),
         path=chosen,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hrseg.errors import HrsegError
+from hrseg.runtime.tracker import TRAIN_RUN_TAG
 from hrseg.tracking.tracker import default_tracking_uri
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def run_row(run: Any, experiment_name: str) -> dict[str, Any]:
         "experiment": experiment_name,
         "profile": tags.get("hrseg.profile"),
         "git_commit": tags.get("git.commit") or tags.get("mlflow.source.git.commit"),
-        "train_run_id": tags.get("hrseg.train_run_id") or tags.get("mlflow.parentRunId"),
+        "train_run_id": tags.get(TRAIN_RUN_TAG) or tags.get("mlflow.parentRunId"),
     }
 
 
