@@ -86,14 +86,17 @@ class PlainHelpGroup(TyperGroup):
     """Command lists with each command's whole first sentence (wrapped, never cut to "...")."""
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=10_000)))
+        rows = [row for row in (self.command_row(ctx, name) for name in self.list_commands(ctx)) if row is not None]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+    def command_row(self, ctx: Any, name: str) -> tuple[str, str] | None:
+        """``(name, one-line help)`` of a command in the list, or None for a hidden one."""
+        command = self.get_command(ctx, name)
+        if command is None or command.hidden:
+            return None
+        return name, command.get_short_help_str(limit=10_000)
 
 
 @dataclass(frozen=True)
@@ -143,18 +146,10 @@ class HrsegGroup(PlainHelpGroup):
                 self.add_command(loaded[name], name)
         return super().get_command(ctx, name)
 
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            if name in COMMANDS and name not in self.commands:
-                rows.append((name, COMMANDS[name].help))
-                continue
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=10_000)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+    def command_row(self, ctx: Any, name: str) -> tuple[str, str] | None:
+        if name in COMMANDS and name not in self.commands:  # not loaded: the table's help, no import
+            return name, COMMANDS[name].help
+        return super().command_row(ctx, name)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         name = args[0] if args else ""
