@@ -15,8 +15,13 @@ datasets, including values that map to ignore: Cityscapes labelIds such as 0 (un
 
 Class coverage: over each training split every class of the label space appears (all 19
 Cityscapes trainIds, 20 LIP classes, 59 PASCAL-Context classes + background, all 171 COCO-Stuff
-classes plus the unused ids, all 150 ADE20K classes); the validation splits use a rotating
-subset. Test data, not a benchmark: numbers measured on it say nothing about real datasets.
+classes plus the unused ids, all 150 ADE20K classes). PASCAL-Context, COCO-Stuff and ADE20K
+have a long tail, like the real datasets: ``FREQUENT`` stuff classes in every image,
+``COMMON`` object classes that the training split shows several times each, and the tail,
+each class once or twice. Their validation splits hold the frequent and common classes only:
+a class seen once in twenty training images cannot be learnt, so a tail class in validation
+would only add a zero to every mean. Test data, not a benchmark: numbers measured on it say
+nothing about real datasets.
 """
 
 from __future__ import annotations
@@ -288,16 +293,19 @@ def write_pascal_ctx(root: Path, seed: int) -> _Writer:
     ids = list(pascal_ctx.MAPPING_IDS)
     looks = make_appearances(ids, _rng(seed, "pascal_ctx"))
     classes = [v for v in ids if v != 0]
-    frequent, rare = classes[:FREQUENT], classes[FREQUENT:]  # a long tail, as in _write_generic
+    # one stuff band per image (beside the background), so fewer frequent classes than _write_generic's
+    # FREQUENT: each is in four of the twenty training images
+    bands = FREQUENT // 2 + 1
+    frequent, common, tail = classes[:bands], classes[bands : bands + COMMON], classes[bands + COMMON :]
     images, annotations = [], []
     i = 0
     for split_no, (split, count) in enumerate((("train", 20), ("val", 6))):
         for _k in range(count):
             rng = _rng(seed, "pascal_ctx", split_no, i)
             height, width = _size(rng)
-            band = frequent[i % FREQUENT]
+            band = frequent[i % bands]
             stuff = [0, band] if i % 2 == 0 else [band, 0]
-            canvas = generic_scene(rng, height, width, stuff, _rotation(rare, i * 4 + split_no * 17, 4), fill=0)
+            canvas = generic_scene(rng, height, width, stuff, _long_tail_objects(common, tail, split, i, 4), fill=0)
             image_id = (2008 + i % 3) * 1000000 + 2 * i + 1
             file_name = f"{image_id // 1000000}_{image_id % 1000000:06d}.jpg"
             write(f"VOCdevkit/VOC2010/JPEGImages/{file_name}", _jpg(render(canvas.label, looks, rng)))
@@ -323,21 +331,35 @@ def write_pascal_ctx(root: Path, seed: int) -> _Writer:
     return write
 
 
-#: classes of the "stuff" bands of COCO-Stuff / ADE20K synthetic images (the frequent head)
+#: classes of the "stuff" bands of PASCAL-Context / COCO-Stuff / ADE20K synthetic images (the frequent head)
 FREQUENT = 8
+#: object classes that every training image shows two of (each about seven times over the
+#: split) besides its share of the tail; the validation images show only these objects
+COMMON = 6
+COMMON_PER_TRAIN_IMAGE = 2
+COMMON_PER_VAL_IMAGE = 4
+
+
+def _long_tail_objects(common: Sequence[int], tail: Sequence[int], split: str, i: int, tail_per_image: int) -> list[int]:
+    """The object classes of image ``i`` (counted over both splits): training images rotate
+    through the whole tail (so every class appears) plus two common classes; validation
+    images show common classes only."""
+    if split == "train":
+        return _rotation(tail, i * tail_per_image, tail_per_image) + _rotation(common, i * COMMON_PER_TRAIN_IMAGE, COMMON_PER_TRAIN_IMAGE)
+    return _rotation(common, i, COMMON_PER_VAL_IMAGE)
 
 
 def _write_generic(
     root: Path, seed: int, dataset: str, *, classes: list[int], fill: int, per_image: int, names: Callable[[str, int], tuple[str, str]]
 ) -> _Writer:
     """Stuff bands + objects, with a long tail like the real datasets: the two stuff bands of
-    every image come from ``FREQUENT`` common classes (so what a model learns from the training
-    split carries over to validation), the objects rotate through all the other classes, so
-    the training split still shows every class."""
+    every image come from ``FREQUENT`` classes, the objects of a training image rotate through
+    the tail (so the training split shows every class) plus two of ``COMMON`` classes, and a
+    validation image shows common objects only (``_long_tail_objects``)."""
     write = _Writer(root)
     looks = make_appearances([fill] + classes, _rng(seed, dataset))
     order = [int(v) for v in _rng(seed, dataset, 99).permutation(classes)]
-    frequent, rare = order[:FREQUENT], order[FREQUENT:]
+    frequent, common, tail = order[:FREQUENT], order[FREQUENT : FREQUENT + COMMON], order[FREQUENT + COMMON :]
     objects = per_image - 2
     i = 0
     for split_no, (split, count) in enumerate((("train", 20), ("val", 6))):
@@ -345,7 +367,7 @@ def _write_generic(
             rng = _rng(seed, dataset, split_no, i)
             height, width = _size(rng)
             stuff = [frequent[i % FREQUENT], frequent[(i + 3) % FREQUENT]]
-            chosen = _rotation(rare, i * objects + split_no * 31, objects)
+            chosen = _long_tail_objects(common, tail, split, i, objects)
             canvas = generic_scene(rng, height, width, stuff, chosen + ([fill] if k % 2 == 0 else []), fill=fill)
             image, label = names(split, k)
             write(image, _jpg(render(canvas.label, looks, rng)))

@@ -91,3 +91,33 @@ def test_images_are_learnable_by_colour(synth_root):
     classes = sorted(means)
     gaps = [np.abs(means[a] - means[b]).max() for i, a in enumerate(classes) for b in classes[i + 1 :]]
     assert min(gaps) > 15
+
+
+def _images_per_class(label_files) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for path in label_files:
+        for value in np.unique(read_label(path)).tolist():
+            counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("name", ["cocostuff", "ade20k", "pascal_ctx"])
+def test_long_tail_train_shows_every_class_and_val_only_learnable_ones(synth_root, name):
+    """The long-tailed datasets: every raw class value appears in the training split; every
+    class of the validation split appears in at least four training images (a class seen once
+    cannot be learnt, so it would only add a zero to the mean over the classes in val)."""
+    if name == "pascal_ctx":
+        data = json.loads((synth_root / "pascal_ctx" / "VOCdevkit" / "VOC2010" / "trainval_merged.json").read_text())
+        phase = {i["image_id"]: i["phase"] for i in data["images"]}
+        per_split: dict[str, dict[int, set[int]]] = {"train": {}, "val": {}}
+        for a in data["annos_segmentation"]:
+            per_split[phase[a["image_id"]]].setdefault(a["category_id"], set()).add(a["image_id"])
+        train = {c: len(ids) for c, ids in per_split["train"].items()}
+        val = set(per_split["val"])
+        everything = {c["category_id"] for c in data["categories"]}
+    else:
+        train = _images_per_class(sorted((synth_root / name / "train" / "label").glob("*.png")))
+        val = set(_images_per_class(sorted((synth_root / name / "val" / "label").glob("*.png")))) - {0}
+        everything = set(range(1, 183 if name == "cocostuff" else 151))
+    assert everything <= set(train)
+    assert len(val) >= 10 and all(train[c] >= 4 for c in val), {c: train.get(c, 0) for c in val}
