@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -71,7 +72,17 @@ def measure(parts: list[str], work: Path) -> dict:
     if "tests" in parts:
         repo = clone(work / "tests")
         times["tests"] = run("scripts/test.sh", repo, logs / "tests.log")
+        summary = pytest_summary(logs / "tests.log")
+        if summary:
+            print(f"scripts/test.sh: {summary}")
     return times
+
+
+def pytest_summary(log: Path) -> str | None:
+    """pytest's last summary line (``610 passed, 4 skipped in 701.2s``), kept because the
+    temporary clone and its logs are removed at the end."""
+    lines = [line.strip("= \n") for line in log.read_text(errors="replace").splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    return lines[-1] if lines else None
 
 
 def in_words(times: dict[str, float]) -> list[str]:
