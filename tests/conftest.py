@@ -6,13 +6,35 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+_SERVICE_DIR = pytest.StashKey[str]()
 PARITY_FILES = ("w18s2_ocr_k19.pth", "w18s2_ocr_k19_io.pt", "keys_hrnet_ocr_w48_k19.txt", "keys_hrnet_w48_fcn_k19.txt")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's own tracking service (``hrseg.tracking.service``), in a short private
+    folder that the stage scripts the tests run inherit; stopped when the session ends."""
+    from hrseg.tracking import service
+
+    if not os.environ.get(service.ENV_DIR):
+        os.environ[service.ENV_DIR] = tempfile.mkdtemp(prefix="hrseg-tests-", dir="/tmp")
+        config.stash[_SERVICE_DIR] = os.environ[service.ENV_DIR]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from hrseg.tracking import service
+
+    folder = config.stash.get(_SERVICE_DIR, None)
+    if folder:
+        service.stop_service()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def parity_dir() -> Path:

@@ -29,6 +29,13 @@ Failure policy (documented in the README):
   values at steps that the run already has for that key (steps re-run after the last
   checkpoint were logged before the interruption).
 
+**Where the MLflow work happens.** For a local SQLite store (the default), in the tracking
+service (``hrseg.tracking.service``): one background process per user that keeps mlflow
+imported and the store open, so a stage or command pays a socket connection instead of
+mlflow's ~4.5 s start-up. A remote store, ``HRSEG_TRACKING_SERVICE=0``, or a service that
+cannot be started: in this process, as a ``hrseg.tracking.backend.LocalClient``. Either way
+``MlflowRun`` sends plain values through the same client methods.
+
 Default store: ``$MLFLOW_TRACKING_URI``, else ``sqlite:////<repo root>/mlflow.db`` with
 artifacts in ``<repo root>/mlartifacts/`` (absolute paths, so ``dvc exp run --temp/--queue``
 runs, which execute in ``.dvc/tmp/exps/...``, log to the same store). The repository root is
@@ -42,17 +49,18 @@ import contextlib
 import logging
 import os
 import queue
-import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from hrseg.runtime.tracker import MAX_PARAM_LENGTH, NullRun
+from hrseg.runtime.tracker import NullRun
+from hrseg.tracking.backend import LocalClient, Metric, short_timeouts
+from hrseg.tracking.service import RemoteClient, client_for
 
 log = logging.getLogger(__name__)
 
@@ -105,35 +113,6 @@ def standard_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
         if os.environ.get(env):
             tags[tag] = os.environ[env]
     return tags
-
-
-def _artifact_location(uri: str, experiment: str) -> str | None:
-    """For a local SQLite store, keep artifacts next to the database (``mlartifacts/``), not in
-    the working directory; other backends decide for themselves."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri[len("sqlite:///") :])
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("_") or "default"
-    return (db.parent / "mlartifacts" / safe).as_uri()
-
-
-@contextlib.contextmanager
-def _short_timeouts(timeout: float) -> Iterator[None]:
-    """MLflow reads these per request; set them for the preflight only, then restore."""
-    names = {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout))),
-    }
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # --------------------------------------------------------------------------------------
@@ -260,17 +239,13 @@ class MlflowRun:
     # ------------------------------------------------------------------ logging
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(str(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()] if self.enabled else []
+        items = [(str(k), str(v)) for k, v in params.items()] if self.enabled else []
         if items:
             self._submit("logging params", lambda: self._client.log_batch(self.run_id, params=items))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not self.enabled:
             return
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         at = int(step or 0)
         items = [Metric(str(k), float(v), now, at) for k, v in metrics.items() if at > self.logged_steps.get(str(k), -1)]
@@ -280,9 +255,7 @@ class MlflowRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        from mlflow.entities import RunTag
-
-        items = [RunTag(str(k), str(v)) for k, v in tags.items()]
+        items = [(str(k), str(v)) for k, v in tags.items()]
         if items:
             self._submit("setting tags", lambda: self._client.log_batch(self.run_id, tags=items))
 
@@ -334,7 +307,7 @@ class MlflowRun:
 
         def end() -> None:
             # after a failure the backend may be down: one quick try instead of MLflow's retries
-            with _short_timeouts(self.retry_timeout) if failed or self._failed else contextlib.nullcontext():
+            with short_timeouts(self.retry_timeout) if failed or self._failed else contextlib.nullcontext():
                 self._client.set_terminated(self.run_id, status)
 
         try:
@@ -349,6 +322,10 @@ class MlflowRun:
         self._thread.join(self.close_timeout)
         if self._thread.is_alive():
             log.warning("MLflow backend did not answer within %.0f s; run %s may stay RUNNING", self.close_timeout, self.run_id)
+        else:
+            close = getattr(self._client, "close", None)  # a tracking service connection: ends it
+            if close is not None:
+                close()
 
     def __enter__(self) -> MlflowRun:
         return self
@@ -395,10 +372,15 @@ def start_tracking(
             problem,
         )
         return NullRun()
+    all_tags = {**standard_tags(), **{k: str(v) for k, v in (tags or {}).items()}}
+    client: LocalClient | RemoteClient | None = None
     try:
-        with _short_timeouts(preflight_timeout):
-            client, active_run_id, logged = _open_run(uri, experiment, run_name, dict(tags or {}), dict(params or {}), run_id)
+        with short_timeouts(preflight_timeout):
+            client = client_for(uri)
+            active_run_id, logged, notes = client.open_run(experiment, run_name, all_tags, dict(params or {}), run_id)
     except Exception as exc:
+        if client is not None:
+            client.close()
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         log.warning(
             "MLflow tracking disabled: the backend at %s did not answer (%s: %s); the run continues untracked",
@@ -407,6 +389,8 @@ def start_tracking(
             first,
         )
         return NullRun()
+    for note in notes:
+        log.warning("%s", note)
     log.info("MLflow run %s in experiment %r at %s", active_run_id, experiment, uri)
     return MlflowRun(client, active_run_id, uri=uri, close_timeout=close_timeout, logged_steps=logged, retry_timeout=preflight_timeout)
 
@@ -474,71 +458,18 @@ def store_problem(uri: str, *, timeout: float = 5.0) -> str | None:
     return None
 
 
-def _open_run(uri: str, experiment: str, run_name: str, tags: dict, params: dict, run_id: str | None) -> tuple[Any, str, dict[str, int]]:
-    """``(client, run_id, logged)``: ``logged`` maps each metric of a reopened run to its
-    last step ({} for a new run)."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Param, RunTag
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=uri)
-    all_tags = {**standard_tags(), **{k: str(v) for k, v in tags.items()}}
-    if run_id:
-        try:
-            run = client.get_run(run_id)
-        except MlflowException as exc:
-            log.warning("MLflow run %s not found at %s (%s); starting a new run", run_id, uri, str(exc).splitlines()[0][:200])
-        else:
-            if run.info.lifecycle_stage == "deleted":
-                log.warning("MLflow run %s was deleted; starting a new run", run_id)
-            else:
-                client.update_run(run_id, status="RUNNING")
-                have = run.data.params
-                new = [Param(str(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items() if str(k) not in have]
-                changed = sorted(k for k, v in params.items() if str(k) in have and have[str(k)] != str(v)[:MAX_PARAM_LENGTH])
-                if changed:
-                    log.warning("resumed MLflow run %s keeps its original values of %s", run_id, ", ".join(changed))
-                client.log_batch(run_id, params=new, tags=[RunTag(k, v) for k, v in all_tags.items()])
-                logged = {key: max((m.step for m in client.get_metric_history(run_id, key)), default=-1) for key in run.data.metrics}
-                return client, run_id, logged
-    experiment_id = _ensure_experiment(client, experiment, uri)
-    run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
-    client.log_batch(run.info.run_id, params=[Param(str(k), str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()])
-    return client, run.info.run_id, {}
-
-
-def _ensure_experiment(client: Any, name: str, uri: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
-    except MlflowException:
-        # another process created it in the meantime
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
-
-
 def find_run_by_tag(key: str, value: str, uri: str | None = None, timeout: float = 10.0) -> str | None:
     """The newest run (any experiment) whose tag ``key`` equals ``value``; None when there is
     none or the store cannot be read (this is a convenience link, never an error). How an
     evaluation finds its training run with it: ``hrseg.runtime.tracker.find_training_run``."""
+    client = None
     try:
-        from mlflow import MlflowClient
-
-        with _short_timeouts(timeout):
-            client = MlflowClient(tracking_uri=uri or default_tracking_uri())
-            experiments = [e.experiment_id for e in client.search_experiments()]
-            if not experiments:
-                return None
-            runs = client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'", order_by=["attributes.start_time DESC"], max_results=1)
+        with short_timeouts(timeout):
+            client = client_for(uri or default_tracking_uri())
+            return client.find_run(key, value)
     except Exception as exc:  # noqa: BLE001 - tracking must never stop evaluation
         log.debug("could not search MLflow runs by %s: %s", key, exc)
         return None
-    return runs[0].info.run_id if runs else None
+    finally:
+        if client is not None:
+            client.close()
