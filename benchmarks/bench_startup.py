@@ -62,6 +62,20 @@ run = client.create_run(experiment)
 client.set_terminated(run.info.run_id)
 """
 
+#: what a tracked stage pays to log: open a run, log a metric, end it (hrseg's own tracker);
+#: argv[1] the store, argv[2] "service" (the tracking service, warmed up by an unmeasured run
+#: first) or "in-process" (HRSEG_TRACKING_SERVICE=0: mlflow imported by the caller)
+TRACKED_RUN = """
+import os, sys
+if sys.argv[2] == "in-process":
+    os.environ["HRSEG_TRACKING_SERVICE"] = "0"
+from hrseg.tracking.tracker import start_tracking
+run = start_tracking("bench", "startup", tags={}, params={"a": 1}, uri=sys.argv[1])
+run.log_metrics({"loss": 1.0}, step=1)
+run.close()
+assert run.run_id
+"""
+
 #: a stage's set-up before its work (``stages/common.py``'s ``stage_main``): params.yaml, CPU pinning
 STAGE_SETUP = """
 import sys
@@ -160,12 +174,18 @@ def cases(root: Path, store_dir: Path) -> list[tuple[str, list[str]]]:
         ("import mlflow", [PY, "-c", "import mlflow"]),
         ("mlflow run, new store", [PY, "-c", OPEN_RUN, f"sqlite:///{(store_dir / 'fresh-{n}.db').as_posix()}"]),
         ("mlflow run, existing store", [PY, "-c", OPEN_RUN, db]),
+        ("hrseg run, in-process mlflow", [PY, "-c", TRACKED_RUN, db, "in-process"]),
+        ("hrseg run, tracking service", [PY, "-c", TRACKED_RUN, db, "service"]),
+        # a whole light stage, tracked (into the temporary store); needs data/synth (dvc repro synth)
+        ("stages/prepare.py lip (whole stage)", ["env", f"MLFLOW_TRACKING_URI={db}", PY, "stages/prepare.py", "lip", "--root", "data/synth/lip", "--out", str(store_dir / "lists-lip")]),
     ]
     return out
 
 
 def measure(name: str, command: list[str], repeats: int, root: Path) -> Result:
     walls, cpus, code = [], [], 0
+    if "service" in command or "stages/prepare.py" in command:
+        run_once(command, root)  # unmeasured: starts the tracking service (and creates the store)
     for i in range(repeats):
         argv = [a.replace("{n}", str(i)) for a in command]  # a fresh store per repeat
         wall, cpu, code = run_once(argv, root)
