@@ -115,26 +115,17 @@ def build_training_model(recipe: Recipe) -> nn.Module:
 def numerics(recipe: Recipe, info: DistInfo) -> Iterator[None]:
     """Deterministic algorithms and cuDNN autotuning for the duration of training."""
     deterministic = recipe.train.deterministic
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     if deterministic and info.device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Only when it changes something: torch.use_deterministic_algorithms imports torch._dynamo
-    # (about 2 s here), which a non-deterministic CPU run does not need.
-    if deterministic or previous[0]:
-        # CUDA's bilinear-upsampling backward has no deterministic kernel: warn instead of raising
-        torch.use_deterministic_algorithms(deterministic, warn_only=info.device.type == "cuda")
+    # CUDA's bilinear-upsampling backward has no deterministic kernel: warn instead of raising
+    torch.use_deterministic_algorithms(deterministic, warn_only=info.device.type == "cuda")
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
     try:
         yield
     finally:
-        if deterministic or previous[0]:
-            torch.use_deterministic_algorithms(previous[0], warn_only=previous[3])
+        torch.use_deterministic_algorithms(previous[0])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[1], previous[2]
 
 
