@@ -20,7 +20,8 @@ Cases:
   ``hrseg recipe show``, ``hrseg recipe list``, ``hrseg fetch list``, ``hrseg runs`` (on a store
   holding one run);
 - ``stages/<name>.py --help``: a stage script's imports (argparse exits right after them), and
-  the set-up every stage runs before its work (params.yaml read and checked, CPU numerics pinned);
+  the set-up a stage runs before its work (params.yaml read and checked; for train and
+  evaluate also CPU numerics pinned, which imports torch);
 - set-up that every tracked stage pays in its work: ``import torch``, ``import mlflow`` and
   opening an MLflow run on a fresh and on an existing SQLite store.
 """
@@ -76,7 +77,8 @@ run.close()
 assert run.run_id
 """
 
-#: a stage's set-up before its work (``stages/common.py``'s ``stage_main``): params.yaml, CPU pinning
+#: a tensor stage's set-up before its work (``stages/common.py``'s ``stage_main`` for train and
+#: evaluate): params.yaml, CPU pinning (and with it torch)
 STAGE_SETUP = """
 import sys
 sys.path.insert(0, "stages")
@@ -84,6 +86,14 @@ import common
 from hrseg.runtime import pin_cpu_numerics
 params = common.read_params()
 pin_cpu_numerics(params.cpu_threads, params.cpu_isa)
+"""
+
+#: the set-up of the other stages (synth, prepare, fetch_pretrained, results_table): params.yaml only, no torch
+LIGHT_STAGE_SETUP = """
+import sys
+sys.path.insert(0, "stages")
+import common
+common.read_params()
 """
 
 
@@ -170,6 +180,7 @@ def cases(root: Path, store_dir: Path) -> list[tuple[str, list[str]]]:
     out += [(f"stages/{name} --help", [PY, f"stages/{name}", "--help"]) for name in stages]
     out += [
         ("stage set-up (params, CPU pinning)", [PY, "-c", STAGE_SETUP]),
+        ("light stage set-up (params)", [PY, "-c", LIGHT_STAGE_SETUP]),
         ("import torch", [PY, "-c", "import torch"]),
         ("import mlflow", [PY, "-c", "import mlflow"]),
         ("mlflow run, new store", [PY, "-c", OPEN_RUN, f"sqlite:///{(store_dir / 'fresh-{n}.db').as_posix()}"]),

@@ -35,8 +35,7 @@ from typing import Any, Iterable, Literal, Mapping
 from hrseg.config import ConfigError, apply_overrides, bounded, flatten, from_dict, load_yaml_with_lines, parse_override, to_dict
 from hrseg.data.catalog import CUSTOM, DATASETS
 from hrseg.data.custom import complete_recipe
-from hrseg.models.hrnet import HRNET_CONFIGS
-from hrseg.models.segmentation import ModelConfig
+from hrseg.models.config import HRNET_CONFIGS, ModelConfig
 
 #: the profile ``hrseg train/evaluate`` use when none is given: the official recipes
 DEFAULT_PROFILE = "full"

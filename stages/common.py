@@ -25,7 +25,7 @@ from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_w
 from hrseg.errors import HrsegError
 from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
 from hrseg.runtime import CpuIsa, pin_cpu_numerics
-from hrseg.runtime.distributed import LaunchConfig, torchrun_args
+from hrseg.runtime.launch import LaunchConfig, torchrun_args
 from hrseg.runtime.tracker import pipeline_tags
 
 PARAMS = Path("params.yaml")
@@ -101,16 +101,19 @@ def pipeline_rows(path: Path = ROWS_FILE) -> list[str]:
 
 def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, PipelineParams], object], *, torchrun: bool = False) -> None:
     """The ``__main__`` of a stage script: log lines with times, arguments parsed, params.yaml
-    read and checked, CPU numerics pinned (threads, instruction set: results reproduce across
-    machines), the stage re-launched under torchrun when ``torchrun`` and more than one process
-    is asked for, then ``run(args, params)``. A user-facing error (bad params, missing data, no
-    weights) ends the stage with its message and exit status 1, not a traceback."""
+    read and checked, then for the stages that run tensor work (``torchrun``: train, evaluate)
+    CPU numerics pinned (threads, instruction set: results reproduce across machines) and the
+    stage re-launched under torchrun when more than one process is asked for, then
+    ``run(args, params)``. The other stages (synth, prepare, fetch_pretrained, results_table)
+    never import torch, so they skip the pinning and its ~2 s torch import. A user-facing error
+    (bad params, missing data, no weights) ends the stage with its message and exit status 1,
+    not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = parser.parse_args()
     try:
         params = read_params()
-        pin_cpu_numerics(params.cpu_threads, params.cpu_isa)
         if torchrun:
+            pin_cpu_numerics(params.cpu_threads, params.cpu_isa)  # before the first tensor operation
             relaunch_under_torchrun(params)
         run(args, params)
     except HrsegError as error:

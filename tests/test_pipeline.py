@@ -195,8 +195,24 @@ def test_a_stage_refuses_bad_params_before_any_work(tmp_path, monkeypatch, capsy
     assert "ERROR train.py: params.yaml:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("torchrun", [True, False])
+def test_only_tensor_stages_pin_cpu_numerics_before_their_work(torchrun, monkeypatch):
+    """train / evaluate (``torchrun=True``) pin threads and instruction set before any tensor
+    operation, then maybe re-launch, then work; the other stages never load torch for it."""
+    import argparse
+
+    calls = []
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["stages/x.py"])
+    monkeypatch.setattr(common, "pin_cpu_numerics", lambda threads, isa: calls.append(("pin", threads, isa)))
+    monkeypatch.setattr(common, "relaunch_under_torchrun", lambda params: calls.append(("relaunch",)))
+    common.stage_main(argparse.ArgumentParser(), lambda args, params: calls.append(("run",)), torchrun=torchrun)
+    params = common.read_params()
+    assert calls == ([("pin", params.cpu_threads, params.cpu_isa), ("relaunch",), ("run",)] if torchrun else [("run",)])
+
+
 def test_multi_node_launcher_comes_from_params():
-    from hrseg.runtime.distributed import DistributedError, torchrun_args
+    from hrseg.runtime.launch import DistributedError, torchrun_args
 
     assert not common.launch_config(_params()).needs_launcher
     assert torchrun_args(common.launch_config(_params(nproc_per_node=4))) == ["--standalone", "--nproc-per-node=4"]

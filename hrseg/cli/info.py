@@ -20,7 +20,7 @@ def complexity(table: ComplexityTable, name: str, num_classes: int, height: int,
     found = table.lookup(name, num_classes, height, width)
     if found is not None:
         return found
-    # Imported here, not at the top: hrseg.models imports torch (about 2 s), which only the
+    # Imported here, not at the top: hrseg.models.complexity imports torch (about 2 s), which only the
     # sizes and names the table cannot answer need.
     live = importlib.import_module("hrseg.models.complexity")
     return live.count_named(name, num_classes, height, width)

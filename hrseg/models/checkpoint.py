@@ -39,8 +39,8 @@ from torch import nn
 
 from hrseg.config import from_dict, to_dict
 from hrseg.errors import HrsegError
-from hrseg.models.hrnet import HRNET_CONFIGS
-from hrseg.models.segmentation import HEADS, ModelConfig, build_model
+from hrseg.models.config import HRNET_CONFIGS, ModelConfig
+from hrseg.models.segmentation import HEADS, build_model
 
 CheckpointKind = Literal["auto", "segmentation", "imagenet", "hrseg", "state_dict"]
 BNFormat = Literal["auto", "standard", "inplace_abn"]

@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 from hrseg import io as hio
 from hrseg.complexity_table import COUNTS, EXACT_MULTIPLE, TABLE_FILE, Complexity
 from hrseg.errors import HrsegError
-from hrseg.models.hrnet import HRNET_CONFIGS
+from hrseg.models.config import HRNET_CONFIGS
 from hrseg.models.segmentation import MODELS, build_model, parse_model_name
 
 _PROBES = ((32, 32), (64, 32), (64, 64))

@@ -1,8 +1,9 @@
 """HRNetV2 backbone, laid out so that ``state_dict()`` keys are the official ones.
 
-Reading order: stage configurations (the architecture as frozen data), residual blocks,
-``HighResolutionModule`` (parallel branches + fusion), ``HighResolutionNet`` (stem, stages,
-transitions and the HRNetV2 concatenation).
+Reading order: residual blocks, ``HighResolutionModule`` (parallel branches + fusion),
+``HighResolutionNet`` (stem, stages, transitions and the HRNetV2 concatenation). The stage
+configurations (the architecture as frozen data, ``HRNET_CONFIGS``) live in
+``hrseg.models.config``, which needs no torch.
 
 Numerics follow the official HRNet-OCR branch: every fusion upsamples with
 ``F.interpolate(size=target, mode="bilinear", align_corners=...)`` so odd input sizes work,
@@ -11,67 +12,15 @@ and ``align_corners`` / BN momentum / the norm class are constructor arguments, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrseg.models.config import HRNetConfig, StageConfig
+
 NormLayer = Callable[..., nn.Module]
-
-
-# --------------------------------------------------------------------------------------
-# Architecture as data
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """One HRNet stage: ``num_modules`` HighResolutionModules of ``len(num_channels)`` branches."""
-
-    num_modules: int
-    num_blocks: tuple[int, ...]
-    num_channels: tuple[int, ...]
-    block: Literal["BOTTLENECK", "BASIC"] = "BASIC"
-
-    @property
-    def num_branches(self) -> int:
-        return len(self.num_channels)
-
-
-@dataclass(frozen=True)
-class HRNetConfig:
-    stage1: StageConfig
-    stage2: StageConfig
-    stage3: StageConfig
-    stage4: StageConfig
-
-    @property
-    def stages(self) -> tuple[StageConfig, StageConfig, StageConfig, StageConfig]:
-        return (self.stage1, self.stage2, self.stage3, self.stage4)
-
-
-def _cfg(stage1: tuple[int, int], widths: tuple[int, int, int, int], modules: tuple[int, int, int], blocks: int) -> HRNetConfig:
-    """Build a config from the numbers that differ between the official variants."""
-    s1_blocks, s1_channels = stage1
-    return HRNetConfig(
-        stage1=StageConfig(1, (s1_blocks,), (s1_channels,), "BOTTLENECK"),
-        stage2=StageConfig(modules[0], (blocks,) * 2, widths[:2]),
-        stage3=StageConfig(modules[1], (blocks,) * 3, widths[:3]),
-        stage4=StageConfig(modules[2], (blocks,) * 4, widths[:4]),
-    )
-
-
-#: Official stage configurations (official.md §2). ``W18-Small`` variants come from the
-#: pytorch-v1.1 / master yamls, W18/W32/W48 from ``hrnet_config.py`` and the W48 yamls.
-HRNET_CONFIGS: dict[str, HRNetConfig] = {
-    "hrnetv2_w18_small_v1": _cfg((1, 32), (16, 32, 64, 128), (1, 1, 1), 2),
-    "hrnetv2_w18_small_v2": _cfg((2, 64), (18, 36, 72, 144), (1, 3, 2), 2),
-    "hrnetv2_w18": _cfg((4, 64), (18, 36, 72, 144), (1, 4, 3), 4),
-    "hrnetv2_w32": _cfg((4, 64), (32, 64, 128, 256), (1, 4, 3), 4),
-    "hrnetv2_w48": _cfg((4, 64), (48, 96, 192, 384), (1, 4, 3), 4),
-}
 
 
 # --------------------------------------------------------------------------------------

@@ -15,19 +15,15 @@ always say which value a model was trained with.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from hrseg.config import bounded
 from hrseg.errors import HrsegError
+from hrseg.models.config import HRNET_CONFIGS, InitName, ModelConfig
 from hrseg.models.heads import SpatialGather, SpatialOCR, make_fcn_head
-from hrseg.models.hrnet import HRNET_CONFIGS, HighResolutionNet, NormLayer, resize_to
-
-HeadName = Literal["fcn", "ocr"]
-InitName = Literal["official", "kaiming"]
+from hrseg.models.hrnet import HighResolutionNet, NormLayer, resize_to
 
 
 class HRNetFCN(HighResolutionNet):
@@ -204,27 +200,6 @@ def build_model(
     if head == "ocr":
         return HRNetOCR(backbone, num_classes, mid_channels=ocr_mid_channels, key_channels=ocr_key_channels, dropout=ocr_dropout, **common)
     return HRNetFCN(backbone, num_classes, final_kernel=final_kernel, **common)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The model part of a recipe."""
-
-    backbone: str = "hrnetv2_w48"
-    head: HeadName = "ocr"
-    num_classes: int = bounded(19, ge=1)
-    align_corners: bool = True  # the official default; every recipe file states it
-    bn_momentum: float = bounded(0.1, ge=0, le=1)
-    ocr_mid_channels: int = bounded(512, ge=1)
-    ocr_key_channels: int = bounded(256, ge=1)
-    ocr_dropout: float = bounded(0.05, ge=0, lt=1)
-    # initialisation when no checkpoint is loaded: "official" (conv N(0, 0.001^2), meant to be
-    # overwritten by ImageNet weights) or "kaiming" (for training from scratch)
-    init: InitName = "official"
-
-    @property
-    def name(self) -> str:
-        return f"{self.backbone}_{self.head}"
 
 
 def build_model_from_config(cfg: ModelConfig, norm_layer: NormLayer = nn.BatchNorm2d) -> SegmentationModel:

@@ -8,8 +8,8 @@ and a few epochs later at a different mIoU. ``pin_cpu_numerics`` fixes both, so 
 result computed on a 2-core AVX2 machine is reproduced bit for bit on a 16-core AVX-512 one.
 
 It must run before the process's first tensor operation (the instruction set is chosen once);
-the DVC stages call it first thing, ``hrseg train/evaluate`` through ``--cpu-threads`` /
-``--cpu-isa``. It does not affect CUDA kernels.
+the DVC stages that run tensor work (train, evaluate) call it first thing, ``hrseg
+train/evaluate`` through ``--cpu-threads`` / ``--cpu-isa``. It does not affect CUDA kernels.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from typing import Literal, get_args
-
-import torch
 
 from hrseg.errors import HrsegError
 
@@ -45,7 +43,13 @@ def pin_cpu_numerics(threads: int = 0, isa: CpuIsa = "native") -> None:
     """Use ``threads`` intra-op threads (0: leave torch's default) and the instruction set
     ``isa`` (``native``: whatever this CPU has best). Variables already set in the
     environment win, so a user can still override one. Warns when the CPU cannot provide
-    ``isa`` (results may then differ from runs that had it)."""
+    ``isa`` (results may then differ from runs that had it).
+
+    torch is imported here, not at the top, so that ``CpuIsa`` and ``parse_isa`` (read by the
+    stages' params and the CLI's options) cost no torch import; the environment is still set
+    before torch's first tensor operation, which is what the instruction set depends on."""
+    import torch
+
     for key, value in _ISA_ENV.get(isa, {}).items():
         os.environ.setdefault(key, value)
     if threads > 0:

@@ -15,7 +15,7 @@ from hrseg import io as hio
 from hrseg.cli import app
 from hrseg.models import build_model_from_config
 from hrseg.models.checkpoint import make_checkpoint
-from hrseg.models.segmentation import ModelConfig
+from hrseg.models.config import ModelConfig
 from hrseg.recipe import recipe_from_dict
 
 TINY = {"backbone": "hrnetv2_w18_small_v1", "head": "ocr", "num_classes": 150, "ocr_mid_channels": 32, "ocr_key_channels": 16}

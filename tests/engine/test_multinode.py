@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hrseg.models.checkpoint import read_checkpoint
-from hrseg.runtime.distributed import DistributedError, LaunchConfig, torchrun_args
+from hrseg.runtime.launch import DistributedError, LaunchConfig, torchrun_args
 
 
 def _free_port() -> int:

@@ -111,7 +111,7 @@ def write_tiny_checkpoint(path, num_classes: int, **extra):
     from hrseg import io as hio
     from hrseg.models import build_model_from_config
     from hrseg.models.checkpoint import make_checkpoint
-    from hrseg.models.segmentation import ModelConfig
+    from hrseg.models.config import ModelConfig
 
     cfg = ModelConfig(**TINY_MODEL, num_classes=num_classes)
     torch.manual_seed(0)

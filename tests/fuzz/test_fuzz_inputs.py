@@ -27,7 +27,7 @@ from hrseg.data.lists import read_list
 from hrseg.data.prepare import prepare_dataset
 from hrseg.errors import HrsegError
 from hrseg.models.checkpoint import model_config_from_file, read_checkpoint
-from hrseg.models.segmentation import ModelConfig
+from hrseg.models.config import ModelConfig
 
 FUZZ = settings(max_examples=int(os.environ.get("HRSEG_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
