@@ -11,7 +11,7 @@ here) to build them:
 - ``log_artifact(run_id, path, artifact_path)``, ``log_dict(run_id, data, name)``,
   ``log_text(run_id, text, name)``
 - ``set_terminated(run_id, status)``
-- ``find_run(key, value) -> run id | None``
+- ``find_run(key, value) -> run id | None``, ``search_runs(experiments) -> (runs, names, unknown)``
 - ``close()``
 
 ``LocalClient`` is that client on an in-process ``mlflow.MlflowClient``. The tracking service
@@ -170,6 +170,40 @@ class LocalClient:
             return None
         runs = self._client.search_runs(experiments, filter_string=f"tags.`{key}` = '{value}'", order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0].info.run_id if runs else None
+
+    def search_runs(self, experiments: list[str] | None = None) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+        """Every active run of ``experiments`` (names or ids; None or empty: all) as plain records
+        (``experiment``, ``run_id``, ``run_name``, ``status``, ``start_time`` in ms, ``tags``,
+        ``params``, ``metrics``: the latest value of each), plus the names of all active
+        experiments and the requested ones that do not exist (then no runs are read)."""
+        from mlflow.entities import ViewType
+
+        every = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        names = sorted(e.name for e in every)
+        chosen = every
+        if experiments:
+            by_key = {**{e.experiment_id: e for e in every}, **{e.name: e for e in every}}
+            unknown = [name for name in experiments if name not in by_key]
+            if unknown:
+                return [], names, unknown
+            chosen = list({by_key[name].experiment_id: by_key[name] for name in experiments}.values())
+        records = []
+        for experiment in chosen:
+            token = None
+            while True:
+                page = self._client.search_runs([experiment.experiment_id], max_results=1000, page_token=token)
+                records += [
+                    {
+                        "experiment": experiment.name, "run_id": run.info.run_id, "run_name": run.info.run_name,
+                        "status": run.info.status, "start_time": run.info.start_time,
+                        "tags": dict(run.data.tags), "params": dict(run.data.params), "metrics": dict(run.data.metrics),
+                    }  # fmt: skip
+                    for run in page
+                ]
+                token = page.token
+                if not token:
+                    break
+        return records, names, []
 
     def close(self) -> None:
         pass

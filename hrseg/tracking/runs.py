@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hrseg.errors import HrsegError
 from hrseg.runtime.tracker import TRAIN_RUN_TAG
+from hrseg.tracking.service import client_for
 from hrseg.tracking.tracker import default_tracking_uri
 
 if TYPE_CHECKING:
@@ -91,32 +92,6 @@ def check_local_store(uri: str, *, must_exist: bool = True) -> Path | None:
     return db
 
 
-def _client(uri: str) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def _select_experiments(client: Any, uri: str, names: Iterable[str] | None) -> list[Any]:
-    from mlflow.entities import ViewType
-
-    every = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-    if not names:
-        return every
-    by_name = {e.name: e for e in every}
-    by_id = {e.experiment_id: e for e in every}
-    chosen, unknown = [], []
-    for name in names:
-        found = by_name.get(name) or by_id.get(name)
-        if found is None:
-            unknown.append(name)
-        elif found not in chosen:
-            chosen.append(found)
-    if unknown:
-        raise RunsError(f"unknown experiment(s) {', '.join(map(repr, unknown))} in {uri}; available: {', '.join(sorted(by_name)) or '(none)'}")
-    return chosen
-
-
 # --------------------------------------------------------------------------------------
 # Rows
 # --------------------------------------------------------------------------------------
@@ -141,14 +116,15 @@ def _metric(metrics: dict[str, float], column: str) -> float | None:
     return None
 
 
-def run_row(run: Any, experiment_name: str) -> dict[str, Any]:
-    """One table row (a dict over ``COLUMNS``) for an MLflow ``Run``."""
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    """One table row (a dict over ``COLUMNS``) for a run record of ``backend.LocalClient.search_runs``."""
     import pandas as pd  # here, not at the top: `hrseg ui` imports this module and needs no pandas
-    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+
+    tags, params, metrics = run["tags"], run["params"], run["metrics"]
     model = tags.get("hrseg.model")
     if model is None and "model.backbone" in params:
         model = f"{params['model.backbone']}_{params.get('model.head', '?')}"
-    start = run.info.start_time
+    start = run["start_time"]
     return {
         "dataset": tags.get("hrseg.dataset") or params.get("data.dataset"),
         "stage": tags.get("hrseg.stage") or tags.get("dvc.stage"),
@@ -158,13 +134,13 @@ def run_row(run: Any, experiment_name: str) -> dict[str, Any]:
         "epochs": _number(params.get("train.epochs"), int),
         "miou": _metric(metrics, "miou"),
         "pixel_acc": _metric(metrics, "pixel_acc"),
-        "run_name": run.info.run_name,
-        "run_id": run.info.run_id,
+        "run_name": run["run_name"],
+        "run_id": run["run_id"],
         "start_time": pd.Timestamp(datetime.fromtimestamp(start / 1000)) if start else None,
         "dvc_exp": tags.get("dvc.exp_name"),
         "mean_acc": _metric(metrics, "mean_acc"),
-        "status": run.info.status,
-        "experiment": experiment_name,
+        "status": run["status"],
+        "experiment": run["experiment"],
         "profile": tags.get("hrseg.profile"),
         "git_commit": tags.get("git.commit") or tags.get("mlflow.source.git.commit"),
         "train_run_id": tags.get(TRAIN_RUN_TAG) or tags.get("mlflow.parentRunId"),
@@ -179,26 +155,21 @@ def list_runs(uri: str | None = None, experiments: Iterable[str] | None = None) 
     unreadable store or an unknown experiment. An empty store gives an empty frame."""
     import pandas as pd  # only where used (see run_row)
 
-
     uri = uri or default_tracking_uri()
     check_local_store(uri)
+    client = None
     try:
-        client = _client(uri)
-        chosen = _select_experiments(client, uri, list(experiments or []))
-        rows = []
-        for experiment in chosen:
-            token = None
-            while True:
-                page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token)
-                rows += [run_row(run, experiment.name) for run in page]
-                token = page.token
-                if not token:
-                    break
-    except RunsError:
-        raise
+        client = client_for(uri)  # the tracking service for a local SQLite store: no mlflow import here
+        records, names, unknown = client.search_runs(list(experiments or []))
     except Exception as exc:  # MlflowException, sqlalchemy errors, unreachable servers
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise RunsError(f"cannot read MLflow runs from {uri}: {type(exc).__name__}: {first}") from exc
+    finally:
+        if client is not None:
+            client.close()
+    if unknown:
+        raise RunsError(f"unknown experiment(s) {', '.join(map(repr, unknown))} in {uri}; available: {', '.join(names) or '(none)'}")
+    rows = [run_row(record) for record in records]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     if len(frame):
         frame = frame.sort_values("start_time", ascending=False, na_position="last", kind="stable").reset_index(drop=True)

@@ -335,6 +335,9 @@ class RemoteClient:
     def find_run(self, key: str, value: str) -> str | None:
         return self._call("find_run", key=key, value=value)
 
+    def search_runs(self, experiments: list[str] | None = None) -> Any:
+        return self._call("search_runs", experiments=list(experiments or []))
+
     def close(self) -> None:
         self._connection.close()
 
@@ -458,7 +461,7 @@ class _Service:
             store.set_terminated(**kwargs)
             open_runs.discard((uri, kwargs["run_id"]))
             return None
-        if op in ("log_artifact", "log_dict", "log_text", "find_run"):
+        if op in ("log_artifact", "log_dict", "log_text", "find_run", "search_runs"):
             return getattr(store, op)(**kwargs)
         raise ValueError(f"unknown tracking service request {op!r}")
 
