@@ -1,5 +1,5 @@
 """A training run's per-epoch history as files: ``log.csv`` (a DVC plot) and the training curve
-(train loss, learning rate and validation mIoU per epoch)."""
+(train loss, learning rate and validation mIoU per epoch; drawn with PIL, no matplotlib)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hrseg import io as hio
+from hrseg.visualize import Picture, line_charts
 
 #: log.csv columns. No wall-clock values: the file is a DVC plot and must be reproducible
 #: (epoch times go to MLflow as train/epoch_time_s).
@@ -24,28 +25,20 @@ def write_log_csv(path: Path, history: list[dict[str, Any]]) -> None:
     hio.write_text(path, buffer.getvalue())
 
 
-def training_curve(history: list[dict[str, Any]]) -> Any:
-    """A matplotlib figure (Agg) of train loss, LR and val mIoU per epoch."""
-    from matplotlib.figure import Figure  # no pyplot: no global figure state, Agg rendering
-
-    fig = Figure(figsize=(10, 3.2))
+def training_curve(history: list[dict[str, Any]]) -> Picture:
+    """Train loss, learning rate and validation mIoU per epoch, side by side: a ``Picture``
+    (``hrseg.visualize.line_charts``; it saves like a matplotlib figure, ``.savefig``)."""
     epochs = [r["epoch"] for r in history]
-    for i, (key, title) in enumerate((("train_loss", "train loss"), ("lr", "learning rate"), ("val_miou", "val mIoU"))):
-        ax = fig.add_subplot(1, 3, i + 1)
+    charts = []
+    for key, title in (("train_loss", "train loss"), ("lr", "learning rate"), ("val_miou", "val mIoU")):
         points = [(e, r[key]) for e, r in zip(epochs, history) if r.get(key) is not None]
-        if points:
-            ax.plot(*zip(*points), marker="o" if len(points) < 30 else None)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+        charts.append((title, [e for e, _ in points], [v for _, v in points]))
+    return line_charts(charts, xlabel="epoch", size=(1000, 320))
 
 
-def write_training_curve(path: Path, history: list[dict[str, Any]]) -> Any:
-    """Write ``training_curve(history)`` as a PNG to ``path``; return the figure (for MLflow)."""
-    fig = training_curve(history)
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    hio.write_bytes(path, buffer.getvalue())
-    return fig
+def write_training_curve(path: Path, history: list[dict[str, Any]]) -> Picture:
+    """Write ``training_curve(history)`` as a PNG to ``path``; return the picture (for MLflow:
+    ``MlflowTracker.log_figure`` saves it like a figure, with the same PNG bytes)."""
+    picture = training_curve(history)
+    hio.write_bytes(path, picture.png())
+    return picture
