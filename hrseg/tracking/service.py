@@ -58,7 +58,7 @@ from typing import Any
 
 import hrseg
 import hrseg.tracking.backend as backend
-from hrseg.tracking.backend import LocalClient, Metric
+from hrseg.tracking.backend import LocalClient
 
 log = logging.getLogger(__name__)
 
@@ -313,12 +313,11 @@ class RemoteClient:
         return self._connection.call(op, uri=self.uri, **kwargs)
 
     def open_run(self, experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any], run_id: str | None) -> Any:
-        params = {str(k): str(v) for k, v in params.items()}
-        return self._call("open_run", experiment=experiment, run_name=run_name, tags=dict(tags), params=params, run_id=run_id)
+        return self._call("open_run", experiment=experiment, run_name=run_name, tags=dict(tags), params=dict(params), run_id=run_id)
 
     def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = ()) -> None:
-        metrics = [tuple(m) for m in metrics]
-        self._call("log_batch", run_id=run_id, metrics=metrics, params=[(str(k), str(v)) for k, v in params], tags=[(str(k), str(v)) for k, v in tags])
+        # sent as given: the service's LocalClient normalises them, as it does in-process
+        self._call("log_batch", run_id=run_id, metrics=[tuple(m) for m in metrics], params=list(params), tags=list(tags))
 
     def log_artifact(self, run_id: str, path: str, artifact_path: str | None = None) -> None:
         self._call("log_artifact", run_id=run_id, path=os.path.abspath(path), artifact_path=artifact_path)
@@ -454,14 +453,11 @@ class _Service:
             result = store.open_run(**kwargs)
             open_runs.add((uri, result[0]))
             return result
-        if op == "log_batch":
-            store.log_batch(kwargs["run_id"], [Metric(*m) for m in kwargs["metrics"]], kwargs["params"], kwargs["tags"])
-            return None
         if op == "set_terminated":
             store.set_terminated(**kwargs)
             open_runs.discard((uri, kwargs["run_id"]))
             return None
-        if op in ("log_artifact", "log_dict", "log_text", "find_run", "search_runs"):
+        if op in ("log_batch", "log_artifact", "log_dict", "log_text", "find_run", "search_runs"):
             return getattr(store, op)(**kwargs)
         raise ValueError(f"unknown tracking service request {op!r}")
 
