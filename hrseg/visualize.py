@@ -128,8 +128,8 @@ class Picture:
         return self._png
 
     def savefig(self, fname: Any, *, format: str | None = None, **_ignored: Any) -> None:  # noqa: A002  (matplotlib's name)
-        """Write the picture to a path or a binary file object, as PNG unless ``format`` (or
-        the path's suffix) names another format PIL writes (``jpg``, ``webp``, ``pdf``...)."""
+        """Write the picture to a path (atomically) or a binary file object, as PNG unless
+        ``format`` (or the path's suffix) names another format PIL writes (``jpg``, ``webp``, ``pdf``...)."""
         if format is None:
             format = Path(os.fspath(fname)).suffix.lstrip(".") if isinstance(fname, (str, os.PathLike)) else "png"
         format = (format or "png").lower()
@@ -145,7 +145,7 @@ class Picture:
             Image.fromarray(self.rgb).save(buffer, format=kind)
             data = buffer.getvalue()
         if isinstance(fname, (str, os.PathLike)):
-            Path(fname).write_bytes(data)
+            hio.write_bytes(fname, data)  # atomically, like every file hrseg writes
         else:
             fname.write(data)
 

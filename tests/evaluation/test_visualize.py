@@ -115,6 +115,8 @@ def test_picture_saves_like_a_figure(tmp_path):
         assert saved.format == "JPEG" and saved.size == (7, 5)
     save_figure(tmp_path / "p.png", picture)
     assert (tmp_path / "p.png").read_bytes() == picture.png()
+    picture.savefig(tmp_path / "new" / "p.png")  # through hrseg.io: atomic, folder created, no temporary left
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["p.png"] and (tmp_path / "new" / "p.png").read_bytes() == picture.png()
     with pytest.raises(ValueError):
         picture.savefig(io.BytesIO(), format="nonsense")
     assert np.array_equal(figure_rgb(picture), picture.rgb)
