@@ -10,7 +10,7 @@ Three rules, one test each; each test prints every violation it finds, one per l
 * no import cycle among the modules (module-level imports), and no module imports names from
   its own package's ``__init__`` (``from hrseg.data import x`` inside hrseg/data: the package
   imports its modules, so that is a cycle waiting to happen; import ``hrseg.data.x`` itself);
-* no function-level import of an hrseg module (``FUNCTION_LEVEL_ALLOWED``, one entry). Optional
+* no function-level import of an hrseg module (``FUNCTION_LEVEL_ALLOWED``, a few entries). Optional
   third-party dependencies (onnxruntime, selenium, ...) may be imported in functions.
 
 Imports by name count too: ``importlib.import_module("hrseg.x")`` with a literal, and a package's
@@ -65,9 +65,14 @@ SIDEWAYS: dict[tuple[str, str], str] = {
 
 #: Function-level imports of hrseg modules that are allowed (importer -> imported: why). Keep it short.
 #: (The CLI's lazy command table, ``hrseg.cli._app.HrsegGroup``, imports a command's module by a
-#: name read from ``COMMANDS``; each command module then imports everything at its top.)
+#: name read from ``COMMANDS``; each command module then imports everything at its top, except the
+#: one library function of a command that does tensor work.)
 FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("hrseg.cli.info", "hrseg.models.complexity"): "torch (about 2 s) only for sizes the shipped complexity table cannot answer",
+    ("hrseg.cli.train", "hrseg.engine.train"): "torch only when the command runs, not for --help",
+    ("hrseg.cli.evaluate", "hrseg.evaluation.evaluate"): "torch only when the command runs, not for --help",
+    ("hrseg.cli.predict", "hrseg.evaluation.predict"): "torch only when the command runs, not for --help",
+    ("hrseg.cli.export", "hrseg.evaluation.export"): "torch only when the command runs, not for --help",
 }
 
 #: Modules that call ``importlib.import_module`` with a name the walk cannot read, besides those with
@@ -388,7 +393,7 @@ def test_lazy_tables_match_type_checking_imports_and_all():
     for problem in problems:
         print(problem)
     assert not problems
-    assert tables >= 2  # hrseg.models, hrseg.data: the walk sees the tables
+    assert tables >= 3  # hrseg.models, hrseg.data, hrseg.evaluation: the walk sees the tables
 
 
 def test_the_walk_finds_what_it_should(tmp_path, monkeypatch):

@@ -89,13 +89,13 @@ def test_train_and_evaluate_commands_use_the_same_resolution(at_repo, monkeypatc
     """`hrseg train/evaluate --profile` hand the library exactly the stage's recipe."""
     from typer.testing import CliRunner
 
-    import hrseg.cli.evaluate as cli_evaluate
-    import hrseg.cli.train as cli_train
+    import hrseg.engine.train as engine_train
+    import hrseg.evaluation.evaluate as evaluation_evaluate
     from hrseg.cli import app
 
-    seen = {}
-    monkeypatch.setattr(cli_train, "train", lambda recipe, out, **kw: seen.setdefault("train", (recipe, kw)))
-    monkeypatch.setattr(cli_evaluate, "evaluate", lambda recipe, *a, **kw: seen.setdefault("eval", (recipe, kw)) and {"num_images": 0})
+    seen = {}  # the commands import their library function when they run: patch it in its module
+    monkeypatch.setattr(engine_train, "train", lambda recipe, out, **kw: seen.setdefault("train", (recipe, kw)))
+    monkeypatch.setattr(evaluation_evaluate, "evaluate", lambda recipe, *a, **kw: seen.setdefault("eval", (recipe, kw)) and {"num_images": 0})
     args = ["--profile", "embedded", "--data-root", "data/synth", "--set", "train.lr=0.02"]
     assert CliRunner().invoke(app, ["train", "cityscapes_ocr", "-o", str(tmp_path), *args]).exit_code == 0
     assert CliRunner().invoke(app, ["evaluate", "cityscapes_ocr", "-c", "x.pth", "-o", str(tmp_path), *args]).exit_code == 0

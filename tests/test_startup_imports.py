@@ -1,14 +1,19 @@
 """Issue 17: what does no tensor work imports no torch (about 2 s of start-up).
 
-One fresh interpreter runs, in order, the light ``hrseg`` commands and the light DVC stage
-scripts (as ``__main__``, through ``stage_main``) on a temporary copy of the synthetic data,
-and reports after each step whether torch has been imported, and by whom. MLflow is pointed
+One fresh interpreter runs, in order, the light ``hrseg`` commands (and ``--help`` of the
+tensor commands train, evaluate, predict and export) and the light DVC stage scripts (as
+``__main__``, through ``stage_main``) on a temporary copy of the synthetic data, and reports
+after each step whether torch has been imported, and by whom. MLflow is pointed
 at a store that cannot be used, so each stage's run is a ``NullRun`` (MLflow is allowed to
 load; it only costs time here). The last step is the counter-check: the train stage does
 tensor work, so importing it loads torch, and the probe must name it as the first to do so.
 
-The lazy package ``__init__``s (``hrseg.models``, ``hrseg.data``) are checked too: every name
-of their ``_LAZY`` table is the object its module defines.
+A second probe gives the tensor commands bad option values: typer's errors, and ``predict``'s
+``--scales`` check, come without torch, with the same message as ever; running ``predict``
+(on a missing checkpoint) is its counter-check.
+
+The lazy package ``__init__``s (``hrseg.models``, ``hrseg.data``, ``hrseg.evaluation``) are
+checked too: every name of their ``_LAZY`` table is the object its module defines.
 """
 
 from __future__ import annotations
@@ -86,6 +91,10 @@ def test_light_commands_and_stages_never_import_torch(tmp_path):
     steps = [
         ("import", "common"),
         ("cli", ["--help"]),
+        ("cli", ["train", "--help"]),
+        ("cli", ["evaluate", "--help"]),
+        ("cli", ["predict", "--help"]),
+        ("cli", ["export", "--help"]),
         ("cli", ["recipe", "list"]),
         ("cli", ["recipe", "show", "lip_ocr", "--profile", "embedded"]),
         ("cli", ["fetch", "list"]),
@@ -110,7 +119,28 @@ def test_light_commands_and_stages_never_import_torch(tmp_path):
     assert (tmp_path / "results_table.md").read_text() == (REPO / "results" / "results_table.md").read_text()
 
 
-@pytest.mark.parametrize("package", ["hrseg.models", "hrseg.data"])
+def test_bad_options_of_the_tensor_commands_fail_without_torch(tmp_path):
+    out, missing = str(tmp_path / "out"), str(tmp_path / "missing.pth")
+    cases = [  # (step, exit status, what the error says)
+        (("cli", ["train", "lip_ocr", "--cpu-threads", "many"]), 2, "Invalid value for '--cpu-threads'"),
+        (("cli", ["evaluate", "lip_ocr", "-o", out]), 2, "Missing option '--checkpoint' / '-c'."),
+        (("cli", ["evaluate", "lip_ocr", "-c", missing, "-o", out, "--batch", "abc"]), 2, "Invalid value for '--batch'"),
+        (("cli", ["export", "-c", missing, "-o", out, "--height", "tall"]), 2, "Invalid value for '--height'"),
+        (("cli", ["predict", "README.md", "-c", missing, "-o", out, "--scales", "abc"]), 1, "error: --scales 'abc': expected numbers separated by commas"),
+        # the counter-check: the command runs, so it imports its library function (and torch) first
+        (("cli", ["predict", "README.md", "-c", missing, "-o", out]), 1, f"error: {missing}: no such checkpoint file"),
+    ]
+    result = run_probe([step for step, _, _ in cases], tmp_path)
+    culprit = result["culprit"] or {}
+    chain = "\n".join(culprit.get("chain", []))
+    assert culprit.get("step") == list(cases[-1][0]), f"torch first imported by step {culprit.get('step')}, through\n{chain}\n{result['log']}"
+    assert f"{REPO / 'hrseg' / 'cli' / 'predict.py'}:" in chain  # imported by the command's body
+    assert result["status"] == [status for _, status, _ in cases], f"{list(zip(cases, result['status']))}\n{result['log']}"
+    for _, _, message in cases:
+        assert message in result["log"], f"{message!r} not in\n{result['log']}"
+
+
+@pytest.mark.parametrize("package", ["hrseg.models", "hrseg.data", "hrseg.evaluation"])
 def test_lazy_names_are_their_modules_objects(package):
     module = importlib.import_module(package)
     for name, home in module._LAZY.items():

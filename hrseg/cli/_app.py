@@ -4,7 +4,9 @@
 and its one-line help. ``hrseg --help`` lists the table without importing any command module;
 ``hrseg CMD ...`` (``--help`` included) imports only CMD's module (``HrsegGroup``), so a command
 pays for the libraries it uses and no other (torch alone is about 2 s). Inside a command module
-every import is at module level.
+every import is at module level, except the library function of a command that does tensor
+work (train, evaluate, predict, export): it is imported in the command's body, so that the
+command's ``--help`` and typer's checking of its options import no torch.
 
 User-facing messages and exit codes live only in ``hrseg.cli``: library code raises
 ``HrsegError`` subclasses, ``user_errors`` prints them and exits with status 1.

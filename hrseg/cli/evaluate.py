@@ -1,4 +1,9 @@
-"""``hrseg evaluate``: the official test protocol (multi-scale, flip, sliding windows) on a split."""
+"""``hrseg evaluate``: the official test protocol (multi-scale, flip, sliding windows) on a split.
+
+``hrseg.evaluation.evaluate`` (and with it torch, about 2 s) is imported inside ``evaluate_cli``,
+once the options are parsed: ``hrseg evaluate --help`` and typer's option errors then need no
+torch. The option texts and ``--scales``' parser come from the torch-free
+``hrseg.evaluation.options``."""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
-from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
-from hrseg.evaluation.evaluate import evaluate, parse_scales
+from hrseg.evaluation.options import ALIGN_CORNERS_HELP, parse_scales
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
 from hrseg.runtime import parse_isa, pin_cpu_numerics
 from hrseg.runtime.tracker import profile_tags
@@ -54,11 +58,14 @@ def evaluate_cli(
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root").recipe
         tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name) if track else None
+        test_scales = parse_scales(scales) if scales is not None else None
+        from hrseg.evaluation.evaluate import evaluate  # torch only when the command runs (see the module docstring)
+
         result = evaluate(
             resolved,
             checkpoint,
             out,
-            scales=parse_scales(scales) if scales is not None else None,
+            scales=test_scales,
             flip=flip,
             split=split,
             batch_size=batch,

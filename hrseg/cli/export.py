@@ -1,4 +1,8 @@
-"""``hrseg export``: a checkpoint (ours or an official one) to an ONNX model."""
+"""``hrseg export``: a checkpoint (ours or an official one) to an ONNX model.
+
+``hrseg.evaluation.export`` (and with it torch, about 2 s) is imported inside ``export_cli``,
+once the options are parsed: ``hrseg export --help`` and typer's option errors then need no
+torch. The ``--align-corners`` help comes from the torch-free ``hrseg.evaluation.options``."""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, console, setup_logging, user_errors
-from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
-from hrseg.evaluation.export import export_checkpoint
+from hrseg.evaluation.options import ALIGN_CORNERS_HELP
 
 
 @app.command("export")
@@ -34,6 +37,8 @@ def export_cli(
     """
     setup_logging(verbose)
     with user_errors():
+        from hrseg.evaluation.export import export_checkpoint  # torch only when the command runs (see the module docstring)
+
         path = export_checkpoint(
             checkpoint,
             out,

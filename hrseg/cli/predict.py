@@ -1,4 +1,9 @@
-"""``hrseg predict``: segment an image or a folder of images."""
+"""``hrseg predict``: segment an image or a folder of images.
+
+``hrseg.evaluation.predict`` (and with it torch, about 2 s) is imported inside ``predict_cli``,
+once the options are parsed and checked: ``hrseg predict --help``, typer's option errors and a
+bad ``--scales`` then need no torch. The option texts and ``--scales``' parser come from the
+torch-free ``hrseg.evaluation.options``."""
 
 from __future__ import annotations
 
@@ -9,9 +14,7 @@ import typer
 
 from hrseg.cli._app import app, console, err_console, setup_logging, user_errors
 from hrseg.errors import HrsegError
-from hrseg.evaluation.alignment import FLAG_HELP as ALIGN_CORNERS_HELP
-from hrseg.evaluation.evaluate import parse_scales
-from hrseg.evaluation.predict import predict
+from hrseg.evaluation.options import ALIGN_CORNERS_HELP, parse_scales
 from hrseg.recipe import load_recipe
 
 #: Exit status when some images could not be read or segmented (the others were written).
@@ -45,13 +48,16 @@ def predict_cli(
         if overrides and recipe is None:
             raise HrsegError("--set needs --recipe")
         resolved = load_recipe(recipe, overrides or []) if recipe is not None else None
+        test_scales = parse_scales(scales) if scales is not None else None
+        from hrseg.evaluation.predict import predict  # torch only when the command runs (see the module docstring)
+
         report = predict(
             inputs,
             checkpoint,
             out,
             recipe=resolved,
             dataset=dataset,
-            scales=parse_scales(scales) if scales is not None else None,
+            scales=test_scales,
             flip=flip,
             batch_size=batch,
             align_corners=align_corners,

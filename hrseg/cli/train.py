@@ -1,4 +1,7 @@
-"""``hrseg train``: train a recipe on CPU, one GPU, or several GPUs/nodes under torchrun."""
+"""``hrseg train``: train a recipe on CPU, one GPU, or several GPUs/nodes under torchrun.
+
+``hrseg.engine.train`` (and with it torch, about 2 s) is imported inside ``train_cli``, once the
+options are parsed: ``hrseg train --help`` and typer's option errors then need no torch."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from typing import Annotated
 import typer
 
 from hrseg.cli._app import app, setup_logging, user_errors
-from hrseg.engine.train import train
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
 from hrseg.runtime import parse_isa, pin_cpu_numerics
 from hrseg.runtime.tracker import profile_tags
@@ -40,4 +42,6 @@ def train_cli(
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root")
         tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name or resolved.run_name("train")) if track else None
+        from hrseg.engine.train import train  # torch only when the command runs (see the module docstring)
+
         train(resolved.recipe, out or Path("models") / resolved.recipe.name, resume=resume, device=device, tracker=tracker)

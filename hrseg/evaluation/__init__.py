@@ -4,9 +4,40 @@
 
 This package file only re-exports the light pieces; import ``evaluate``, ``predict`` and
 ``visualize`` from their modules (they pull in data loading and plotting).
+
+The names below load their module at first use (PEP 562, ``_LAZY``), like ``hrseg.data``'s:
+every module of this package imports the package first, and the torch-free one
+(``evaluation.options``, read by the commands' ``--help``) must not pay for torch through it.
+``tests/test_layers.py`` reads ``_LAZY`` as this package's imports and checks that it, the
+``TYPE_CHECKING`` block and ``__all__`` name the same things.
 """
 
-from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
-from hrseg.metrics import ConfusionMatrix
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hrseg.evaluation.inference import finalize_prediction, multi_scale_predict
+    from hrseg.metrics import ConfusionMatrix
+
+#: public name -> the module that defines it (imported when the name is first used)
+_LAZY: dict[str, str] = {
+    "finalize_prediction": "hrseg.evaluation.inference",
+    "multi_scale_predict": "hrseg.evaluation.inference",
+    "ConfusionMatrix": "hrseg.metrics",
+}
 
 __all__ = ["ConfusionMatrix", "finalize_prediction", "multi_scale_predict"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # the next use is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -34,14 +34,6 @@ from hrseg.weights.catalogue import find_weight_file
 
 log = logging.getLogger(__name__)
 
-#: The help text of ``--align-corners/--no-align-corners`` (``hrseg evaluate``, ``predict``, ``export``).
-FLAG_HELP = (
-    "align_corners of the model's bilinear resizes. Default: the value stored in an hrseg checkpoint, "
-    "else the weight catalogue's for an official release (matched by file name, else by sha256), else the "
-    "given recipe's; with none of these the command stops and asks for this flag. The flag overrides them "
-    "all (with a warning where it contradicts the checkpoint or the catalogue). The log names the source used."
-)
-
 
 class AlignCornersError(HrsegError):
     """Nothing says which ``align_corners`` a checkpoint was trained with."""

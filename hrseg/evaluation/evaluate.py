@@ -45,7 +45,6 @@ from hrseg import io as hio
 from hrseg.data.catalog import get_spec
 from hrseg.data.dataset import build_dataset, worker_init_fn
 from hrseg.data.spec import DatasetSpec
-from hrseg.errors import HrsegError
 from hrseg.evaluation.alignment import decide_align_corners, with_align_corners
 from hrseg.evaluation.inference import (
     InferenceMode,
@@ -53,6 +52,7 @@ from hrseg.evaluation.inference import (
     multi_scale_predict,
 )
 from hrseg.evaluation.loading import LoadedModel, load_model
+from hrseg.evaluation.options import EvaluationError
 from hrseg.evaluation.submission import write_cityscapes_result
 from hrseg.io import sha256_file
 from hrseg.metrics import ConfusionMatrix, scalar_metrics
@@ -67,10 +67,6 @@ log = logging.getLogger(__name__)
 #: The official README's test scales (official.md section 7 / 10).
 CITYSCAPES_MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 GENERIC_MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
-
-
-class EvaluationError(HrsegError):
-    """Evaluation settings that cannot work."""
 
 
 # --------------------------------------------------------------------------------------
@@ -117,18 +113,6 @@ def with_protocol(
     if not changes:
         return recipe
     return dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, **changes))
-
-
-def parse_scales(text: str) -> tuple[float, ...]:
-    """``"0.5,0.75,1.0"`` (commas and/or spaces) -> ``(0.5, 0.75, 1.0)``."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    try:
-        scales = tuple(float(p) for p in parts)
-    except ValueError:
-        raise EvaluationError(f"--scales {text!r}: expected numbers separated by commas, e.g. 0.5,0.75,1.0") from None
-    if not scales or any(not (s > 0) or not math.isfinite(s) for s in scales):
-        raise EvaluationError(f"--scales {text!r}: expected one or more positive numbers")
-    return scales
 
 
 # --------------------------------------------------------------------------------------
