@@ -21,7 +21,11 @@ Cases:
   holding one run);
 - ``stages/<name>.py --help``: a stage script's imports (argparse exits right after them), and
   the set-up a stage runs before its work (params.yaml read and checked; for train and
-  evaluate also CPU numerics pinned, which imports torch);
+  evaluate also CPU numerics pinned, which imports torch). train and evaluate twice: through
+  a warm-start server that is already up (``hrseg.runtime.warm``; in a ``dvc repro`` every torch
+  stage but the first finds it up) and cold (``HRSEG_WARM_START=0``: the script imports torch);
+- a whole eval stage (``stages/evaluate.py cityscapes_hrnet``: 8 images, tracked), warm and cold
+  (needs ``dvc repro eval_cityscapes_hrnet`` first);
 - set-up that every tracked stage pays in its work: ``import torch``, ``import mlflow`` and
   opening an MLflow run on a fresh and on an existing SQLite store.
 """
@@ -95,6 +99,11 @@ sys.path.insert(0, "stages")
 import common
 common.read_params()
 """
+
+
+#: the stage scripts that start through a warm-start server: measured warm (the server already
+#: up, as for every stage of a `dvc repro` but the first) and cold (HRSEG_WARM_START=0)
+WARM_STAGES = ("train.py", "evaluate.py")
 
 
 @dataclass
@@ -177,7 +186,17 @@ def cases(root: Path, store_dir: Path) -> list[tuple[str, list[str]]]:
     ]
     out += [(f"hrseg info {name}", [*hrseg, "info", name]) for name in sorted(MODELS)]
     stages = sorted(p.name for p in (root / "stages").glob("*.py") if p.name not in ("common.py", "dvc_yaml.py"))
-    out += [(f"stages/{name} --help", [PY, f"stages/{name}", "--help"]) for name in stages]
+    for name in stages:
+        if name in WARM_STAGES:  # these hand their run to the warm-start server (hrseg.runtime.warm)
+            out.append((f"stages/{name} --help, warm start", [PY, f"stages/{name}", "--help"]))
+            out.append((f"stages/{name} --help, cold", ["env", "HRSEG_WARM_START=0", PY, f"stages/{name}", "--help"]))
+        else:
+            out.append((f"stages/{name} --help", [PY, f"stages/{name}", "--help"]))
+    evaluate = ["stages/evaluate.py", "cityscapes_hrnet", "--model", "models/cityscapes_hrnet/model.pth", "--out", str(store_dir / "eval-cs")]
+    out += [  # a whole eval stage (8 images), tracked into the temporary store; needs dvc repro eval_cityscapes_hrnet
+        ("stages/evaluate.py cityscapes_hrnet (whole stage), warm start", ["env", f"MLFLOW_TRACKING_URI={db}", PY, *evaluate]),
+        ("stages/evaluate.py cityscapes_hrnet (whole stage), cold", ["env", f"MLFLOW_TRACKING_URI={db}", "HRSEG_WARM_START=0", PY, *evaluate]),
+    ]
     out += [
         ("stage set-up (params, CPU pinning)", [PY, "-c", STAGE_SETUP]),
         ("light stage set-up (params)", [PY, "-c", LIGHT_STAGE_SETUP]),
@@ -195,8 +214,8 @@ def cases(root: Path, store_dir: Path) -> list[tuple[str, list[str]]]:
 
 def measure(name: str, command: list[str], repeats: int, root: Path) -> Result:
     walls, cpus, code = [], [], 0
-    if "service" in command or "stages/prepare.py" in command:
-        run_once(command, root)  # unmeasured: starts the tracking service (and creates the store)
+    if "service" in command or "stages/prepare.py" in command or name.endswith("warm start") or "whole stage" in name:
+        run_once(command, root)  # unmeasured: starts the tracking service / warm-start server (and creates the store)
     for i in range(repeats):
         argv = [a.replace("{n}", str(i)) for a in command]  # a fresh store per repeat
         wall, cpu, code = run_once(argv, root)

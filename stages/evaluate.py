@@ -6,6 +6,11 @@ not by a side file."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run in a process forked from a warm interpreter (hrseg.runtime.warm), before torch is imported below
+    from hrseg.runtime.warm import run_warm
+
+    run_warm()
+
 import argparse
 from pathlib import Path
 

@@ -9,6 +9,11 @@ run needs no resume state, and DVC's cache holds the model.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run in a process forked from a warm interpreter (hrseg.runtime.warm), before torch is imported below
+    from hrseg.runtime.warm import run_warm
+
+    run_warm()
+
 import argparse
 import os
 import shutil

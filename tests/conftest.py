@@ -19,21 +19,26 @@ PARITY_FILES = ("w18s2_ocr_k19.pth", "w18s2_ocr_k19_io.pt", "keys_hrnet_ocr_w48_
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The session's own tracking service (``hrseg.tracking.service``), in a short private
-    folder that the stage scripts the tests run inherit; stopped when the session ends."""
+    """The session's own tracking service (``hrseg.tracking.service``) and warm-start servers
+    (``hrseg.runtime.warm``), in a short private folder that the stage scripts the tests run
+    inherit; stopped when the session ends."""
+    from hrseg.runtime import warm
     from hrseg.tracking import service
 
     if not os.environ.get(service.ENV_DIR):
         os.environ[service.ENV_DIR] = tempfile.mkdtemp(prefix="hrseg-tests-", dir="/tmp")
+        os.environ[warm.ENV_DIR] = os.environ[service.ENV_DIR]
         config.stash[_SERVICE_DIR] = os.environ[service.ENV_DIR]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from hrseg.runtime import warm
     from hrseg.tracking import service
 
     folder = config.stash.get(_SERVICE_DIR, None)
     if folder:
         service.stop_service()
+        warm.stop_servers()
         shutil.rmtree(folder, ignore_errors=True)
 
 

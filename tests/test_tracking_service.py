@@ -6,7 +6,6 @@ its own process instead."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket

@@ -1,6 +1,6 @@
 """``python -m hrseg.cli ...`` (what ``torchrun -m hrseg.cli train ...`` runs)."""
 
-from hrseg.cli import app
+from hrseg.cli import run
 
 if __name__ == "__main__":
-    app(prog_name="hrseg")
+    run()

@@ -33,6 +33,7 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from hrseg.errors import HrsegError
+from hrseg.runtime.warm import run_warm
 
 #: typer's type labels in help records: ``<str>``, ``<list[str]>``, ``<path>`` ...
 _TYPE_LABEL = re.compile(r" <[^<>]*>$")
@@ -103,24 +104,26 @@ class PlainHelpGroup(TyperGroup):
 
 @dataclass(frozen=True)
 class LazyCommand:
-    """A command of ``hrseg``: the module whose import registers it on ``app``, and the help
-    line ``hrseg --help`` shows (a test checks it is the command's own first sentence)."""
+    """A command of ``hrseg``: the module whose import registers it on ``app``, the help line
+    ``hrseg --help`` shows (a test checks it is the command's own first sentence), and whether
+    its work imports torch (``warm``: then ``run`` starts it through a warm interpreter)."""
 
     module: str
     help: str
+    warm: bool = False
 
 
 #: Every ``hrseg`` command, in the order ``hrseg --help`` lists them.
 COMMANDS: Mapping[str, LazyCommand] = MappingProxyType(
     {
-        "evaluate": LazyCommand("hrseg.cli.evaluate", "Evaluate CHECKPOINT with the official test protocol and write the results to --out."),
-        "export": LazyCommand("hrseg.cli.export", "Export a segmentation checkpoint to ONNX."),
+        "evaluate": LazyCommand("hrseg.cli.evaluate", "Evaluate CHECKPOINT with the official test protocol and write the results to --out.", warm=True),
+        "export": LazyCommand("hrseg.cli.export", "Export a segmentation checkpoint to ONNX.", warm=True),
         "info": LazyCommand("hrseg.cli.info", "Print parameters, multiply-adds and FLOPs."),
-        "predict": LazyCommand("hrseg.cli.predict", "Write a palettised label PNG (pixel value = class index) and an overlay per image."),
+        "predict": LazyCommand("hrseg.cli.predict", "Write a palettised label PNG (pixel value = class index) and an overlay per image.", warm=True),
         "prepare": LazyCommand("hrseg.cli.prepare", "Check every image/label pair, then write the official-format list files."),
         "runs": LazyCommand("hrseg.cli.runs", "Print a comparison table of the training and evaluation runs, newest first."),
         "synth": LazyCommand("hrseg.cli.synth", "Write tiny synthetic datasets in the exact on-disk formats of the real ones."),
-        "train": LazyCommand("hrseg.cli.train", "Train RECIPE and write checkpoint.pth, best.pth, final.pth, metrics.json and log.csv to --out."),
+        "train": LazyCommand("hrseg.cli.train", "Train RECIPE and write checkpoint.pth, best.pth, final.pth, metrics.json and log.csv to --out.", warm=True),
         "ui": LazyCommand("hrseg.cli.ui", "Start the MLflow UI on the project's runs (one worker, no job runner) and print its URL."),
         "fetch": LazyCommand("hrseg.cli.fetch", "Pretrained weights: list the catalogue, download (resumable, verified), verify."),
         "recipe": LazyCommand("hrseg.cli.recipe", "Recipes: list them, show one resolved with where each value comes from."),
@@ -244,6 +247,20 @@ def print_table(
 @app.callback()
 def main() -> None:
     """HRNetV2 / HRNetV2+OCR semantic segmentation (run ``hrseg COMMAND --help``)."""
+
+
+def run() -> None:
+    """The ``hrseg`` program (the console script and ``python -m hrseg.cli``). A command whose
+    work imports torch (``LazyCommand.warm``) is first handed to a warm-start server
+    (``hrseg.runtime.warm``: a process forked from one that has torch imported runs it, with
+    this process's arguments, directory, environment and terminal) when one is up or can be
+    started; otherwise, and for ``--help``, it runs here. ``app`` itself (what tests invoke)
+    never hands anything over."""
+    args = sys.argv[1:]
+    name = next((arg for arg in args if not arg.startswith("-")), "")
+    if name in COMMANDS and COMMANDS[name].warm and "--help" not in args:
+        run_warm()
+    app(prog_name="hrseg")
 
 
 @contextlib.contextmanager

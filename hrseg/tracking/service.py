@@ -38,26 +38,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import hashlib
 import logging
 import os
-import pickle
 import signal
 import socket
-import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import hrseg
 import hrseg.tracking.backend as backend
+from hrseg.runtime import background
 from hrseg.tracking.backend import LocalClient
 
 log = logging.getLogger(__name__)
@@ -77,9 +74,6 @@ START_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 120.0
 #: Stores (by URI) the service keeps open at once.
 MAX_OPEN_STORES = 8
-#: AF_UNIX socket paths are limited to 107 bytes on Linux.
-_MAX_SOCKET_PATH = 100
-_HEADER = struct.Struct("!Q")
 #: MLflow settings that do not change what a service does (the store is named per call; the
 #: HTTP ones only matter for remote stores, which never go through it).
 _PER_CALL_SETTINGS = ("MLFLOW_TRACKING_URI", "MLFLOW_HTTP_REQUEST_")
@@ -101,7 +95,7 @@ class ServiceError(Exception):
 def service_enabled(uri: str) -> bool:
     """Whether calls for the store ``uri`` go through the service: a local SQLite file, and
     ``$HRSEG_TRACKING_SERVICE`` not switched off."""
-    if os.environ.get(ENV_SWITCH, "").strip().lower() in ("0", "off", "false", "no"):
+    if background.switched_off(ENV_SWITCH):
         return False
     return uri.startswith("sqlite:////") and ":memory:" not in uri
 
@@ -109,15 +103,7 @@ def service_enabled(uri: str) -> bool:
 def service_dir() -> Path | None:
     """``$HRSEG_TRACKING_SERVICE_DIR``, else ``<tempdir>/hrseg-<uid>``, created ``0700``; None if
     it is not private to this user."""
-    folder = Path(os.environ.get(ENV_DIR) or Path(tempfile.gettempdir()) / f"hrseg-{os.getuid()}")
-    try:
-        folder.mkdir(mode=0o700, exist_ok=True)
-        info = folder.stat()
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o077:
-        return None
-    return folder
+    return background.private_dir(ENV_DIR)
 
 
 def service_key() -> str:
@@ -126,7 +112,7 @@ def service_key() -> str:
     digest = hashlib.sha256()
     for part in (sys.executable, hrseg.__version__, str(PROTOCOL)):
         digest.update(part.encode() + b"\0")
-    for module in (__file__, backend.__file__):
+    for module in (__file__, backend.__file__, background.__file__):
         with contextlib.suppress(OSError):
             digest.update(Path(module).read_bytes())
     for name in sorted(k for k in os.environ if k.startswith("MLFLOW_") and not k.startswith(_PER_CALL_SETTINGS)):
@@ -136,37 +122,7 @@ def service_key() -> str:
 
 def socket_path() -> Path | None:
     """The socket of this installation's service (None: no private folder, or a path too long)."""
-    folder = service_dir()
-    if folder is None:
-        return None
-    path = folder / f"tracking-{service_key()}.sock"
-    return path if len(os.fsencode(path)) <= _MAX_SOCKET_PATH else None
-
-
-# --------------------------------------------------------------------------------------
-# Messages
-# --------------------------------------------------------------------------------------
-
-
-def _send(sock: socket.socket, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(data)) + data)
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = sock.recv(min(size, 1 << 20))
-        if not chunk:
-            raise EOFError("the tracking service connection was closed")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _recv(sock: socket.socket) -> Any:
-    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    return pickle.loads(_recv_exact(sock, size))
+    return background.socket_in(service_dir(), f"tracking-{service_key()}.sock")
 
 
 # --------------------------------------------------------------------------------------
@@ -183,8 +139,8 @@ class Connection:
 
     def call(self, op: str, timeout: float = CALL_TIMEOUT_S, **kwargs: Any) -> Any:
         self._sock.settimeout(timeout)
-        _send(self._sock, (op, kwargs))
-        reply = _recv(self._sock)
+        background.send_message(self._sock, (op, kwargs))
+        reply = background.recv_message(self._sock)
         if reply[0] == "ok":
             return reply[1]
         raise ServiceError(reply[1], reply[2])
@@ -209,48 +165,10 @@ def _try_connect(path: Path, timeout: float = 5.0) -> Connection | None:
     return None
 
 
-@contextlib.contextmanager
-def _spawn_lock(folder: Path) -> Iterator[None]:
-    import fcntl
-
-    with open(folder / "spawn.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _spawn(path: Path) -> subprocess.Popen:
-    """Start the service for ``path``, detached from this process (its own session, no stdin or
-    stdout; stderr to ``service.log``), running this installation's hrseg."""
-    env = dict(os.environ)
-    source_root = str(Path(hrseg.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
-    log_file = path.parent / "service.log"
-    with contextlib.suppress(OSError):
-        if log_file.stat().st_size > 1 << 20:
-            log_file.unlink()
-    with open(log_file, "ab") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "hrseg.tracking.service", "--socket", str(path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-            cwd="/", env=env, start_new_session=True, close_fds=True,
-        )  # fmt: skip
-
-
-def _remove_dead_sockets(folder: Path) -> None:
-    for stale in folder.glob("tracking-*.sock"):
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(stale))
-        except ConnectionRefusedError:
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        except OSError:
-            pass
-        finally:
-            probe.close()
+    """Start the service for ``path``, detached (``background.spawn_detached``; its log is
+    ``service.log``)."""
+    return background.spawn_detached("hrseg.tracking.service", ["--socket", str(path)], path.parent / "service.log")
 
 
 def connect(*, start: bool = True, timeout: float = START_TIMEOUT_S) -> Connection | None:
@@ -259,29 +177,12 @@ def connect(*, start: bool = True, timeout: float = START_TIMEOUT_S) -> Connecti
     path = socket_path()
     if path is None:
         return None
-    connection = _try_connect(path)
-    if connection is not None or not start:
-        return connection
-    deadline = time.monotonic() + timeout
-    with _spawn_lock(path.parent):
-        connection = _try_connect(path)  # another process started it while we waited
-        if connection is not None:
-            return connection
-        _remove_dead_sockets(path.parent)  # services that were killed left their sockets behind
-        try:
-            process = _spawn(path)
-        except OSError as exc:
-            log.info("tracking service could not be started (%s); logging in this process", exc)
-            return None
-        while time.monotonic() < deadline:
-            connection = _try_connect(path, timeout=max(0.1, deadline - time.monotonic()))
-            if connection is not None:
-                return connection
-            if process.poll() is not None:
-                break
-            time.sleep(0.02)
-    log.info("tracking service did not answer (see %s); logging in this process", path.parent / "service.log")
-    return None
+    if not start:
+        return _try_connect(path)
+    connection = background.connect_or_start(path, _try_connect, lambda: _spawn(path), pattern="tracking-*.sock", timeout=timeout)
+    if connection is None:
+        log.info("tracking service did not answer (see %s); logging in this process", path.parent / "service.log")
+    return connection
 
 
 def stop_service(timeout: float = 10.0) -> bool:
@@ -394,9 +295,7 @@ class _Service:
             if self.stopping:
                 return
             self.stopping = True
-        with contextlib.suppress(OSError):
-            if self.path.stat().st_ino == self.inode:
-                self.path.unlink()
+        background.remove_own_socket(self.path, self.inode)
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
@@ -417,7 +316,7 @@ class _Service:
         try:
             while True:
                 try:
-                    op, kwargs = _recv(sock)
+                    op, kwargs = background.recv_message(sock)
                 except (EOFError, OSError):
                     break
                 try:
@@ -426,7 +325,7 @@ class _Service:
                     text = str(exc).strip()
                     reply = ("error", type(exc).__name__, text.splitlines()[0][:2000] if text else "")
                 try:
-                    _send(sock, reply)
+                    background.send_message(sock, reply)
                 except OSError:
                     break
                 if op == "shutdown":
@@ -465,20 +364,9 @@ class _Service:
 def serve(path: Path, idle: float = DEFAULT_IDLE_S) -> int:
     """Listen on ``path`` until no client was connected for ``idle`` seconds. Returns 0, also
     when another service already listens there."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(str(path))
-    except OSError as exc:
-        other = _try_connect(path) if exc.errno == errno.EADDRINUSE else None
-        if exc.errno != errno.EADDRINUSE or other is not None:
-            if other is not None:
-                other.close()
-            listener.close()
-            return 0  # another service is there (or the path cannot be used)
-        path.unlink()  # a dead service's socket
-        listener.bind(str(path))
-    os.chmod(path, 0o600)
-    listener.listen(64)
+    listener = background.bind_listener(path, _answers)
+    if listener is None:
+        return 0  # another service is there (or the path cannot be used)
     service = _Service(listener, path, idle)
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     threading.Thread(target=service.watch, name="idle-watch", daemon=True).start()
@@ -496,6 +384,14 @@ def serve(path: Path, idle: float = DEFAULT_IDLE_S) -> int:
     while service.clients:
         time.sleep(0.05)
     return 0
+
+
+def _answers(path: Path) -> bool:
+    connection = _try_connect(path)
+    if connection is None:
+        return False
+    connection.close()
+    return True
 
 
 def _warm_up() -> None:

@@ -1,0 +1,203 @@
+"""What hrseg's background processes share: a private folder for their sockets, framed messages,
+and starting one process per socket however many callers ask at once.
+
+Two services use it: the tracking service (``hrseg.tracking.service``: MLflow calls) and the
+warm-start server (``hrseg.runtime.warm``: torch scripts forked from a warm interpreter). Each
+listens on a Unix socket in a folder only this user can enter, named after a key that hashes
+what the service must share with its callers; the first caller that finds no answer starts it,
+detached, under a lock file, and the service exits when it has been idle for a while.
+
+Nothing here imports anything beyond the standard library: callers use it before their heavy
+imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import hrseg
+
+#: AF_UNIX socket paths are limited to 107 bytes on Linux.
+MAX_SOCKET_PATH = 100
+#: Log files of services are started afresh above this size.
+MAX_LOG_BYTES = 1 << 20
+_HEADER = struct.Struct("!Q")
+
+T = TypeVar("T")
+
+
+def switched_off(variable: str) -> bool:
+    """Whether the environment variable ``variable`` says ``0``/``off``/``false``/``no``."""
+    return os.environ.get(variable, "").strip().lower() in ("0", "off", "false", "no")
+
+
+def private_dir(variable: str) -> Path | None:
+    """``$<variable>``, else ``<tempdir>/hrseg-<uid>``, created ``0700``; None if it cannot be
+    created or is not private to this user (another user owns it, or others may enter it)."""
+    folder = Path(os.environ.get(variable) or Path(tempfile.gettempdir()) / f"hrseg-{os.getuid()}")
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return folder
+
+
+def socket_in(folder: Path | None, name: str) -> Path | None:
+    """``folder/name``, or None when there is no folder or the path is too long for a socket."""
+    if folder is None:
+        return None
+    path = folder / name
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+
+
+# --------------------------------------------------------------------------------------
+# Messages: length-prefixed pickles (only this user can open the sockets)
+# --------------------------------------------------------------------------------------
+
+
+def send_message(sock: socket.socket, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the connection was closed")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_message(sock: socket.socket) -> Any:
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    return pickle.loads(_recv_exact(sock, size))
+
+
+# --------------------------------------------------------------------------------------
+# Starting a service
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def spawn_lock(folder: Path) -> Iterator[None]:
+    """Held while a caller checks for a service and starts one, so that concurrent callers
+    start one service, not several."""
+    import fcntl
+
+    with open(folder / "spawn.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def spawn_detached(module: str, args: Sequence[str], log_file: Path, *, interpreter_flags: Sequence[str] = ()) -> subprocess.Popen:
+    """Run ``python -m module args`` detached from this process: its own session, working
+    directory ``/``, no stdin or stdout, stderr appended to ``log_file``; this installation's
+    hrseg first on its path."""
+    env = dict(os.environ)
+    source_root = str(Path(hrseg.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    with contextlib.suppress(OSError):
+        if log_file.stat().st_size > MAX_LOG_BYTES:
+            log_file.unlink()
+    with open(log_file, "ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, *interpreter_flags, "-m", module, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            cwd="/", env=env, start_new_session=True, close_fds=True,
+        )  # fmt: skip
+
+
+def remove_dead_sockets(folder: Path, pattern: str) -> None:
+    """Remove the sockets matching ``pattern`` that nothing listens on (services that were
+    killed leave them behind)."""
+    for stale in folder.glob(pattern):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(stale))
+        except ConnectionRefusedError:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        except OSError:
+            pass
+        finally:
+            probe.close()
+
+
+def connect_or_start(
+    path: Path,
+    try_connect: Callable[[Path, float], T | None],
+    start: Callable[[], subprocess.Popen],
+    *,
+    pattern: str,
+    timeout: float,
+) -> T | None:
+    """A connection from ``try_connect`` to the service at ``path``; when none answers, start
+    one with ``start`` (under the spawn lock, after removing dead sockets like ``pattern``) and
+    wait up to ``timeout`` seconds for it. None: it could not be started or did not answer."""
+    connection = try_connect(path, 5.0)
+    if connection is not None:
+        return connection
+    deadline = time.monotonic() + timeout
+    with spawn_lock(path.parent):
+        connection = try_connect(path, 5.0)  # another caller started it while we waited
+        if connection is not None:
+            return connection
+        remove_dead_sockets(path.parent, pattern)
+        try:
+            process = start()
+        except OSError:
+            return None
+        while time.monotonic() < deadline:
+            connection = try_connect(path, max(0.1, deadline - time.monotonic()))
+            if connection is not None:
+                return connection
+            if process.poll() is not None:
+                return None
+            time.sleep(0.02)
+    return None
+
+
+def bind_listener(path: Path, answers: Callable[[Path], bool]) -> socket.socket | None:
+    """A listening socket at ``path``, or None when another live service (``answers(path)``)
+    is already there or the path cannot be used; a dead service's socket is replaced."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or answers(path):
+            listener.close()
+            return None
+        path.unlink()
+        listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(64)
+    return listener
+
+
+def remove_own_socket(path: Path, inode: int) -> None:
+    """Remove the socket at ``path`` if it is still the one this service created (``inode``):
+    a newer service may have replaced it."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_ino == inode:
+            path.unlink()

@@ -1,0 +1,185 @@
+"""hrseg.runtime.warm: a script that calls ``run_warm()`` runs in a process forked from a warm
+interpreter and behaves as if it had run in its own: its arguments, working directory,
+environment, output streams and exit status are its own; it imports hrseg afresh; torch
+computes the same bits and honours the instruction set the script chooses; signals reach it;
+a caller killed outright takes it along; and when warm start is off it runs in place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hrseg.runtime import warm
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="warm start needs fork and pidfd_open (Linux)")
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    hrseg_before = sorted(n for n in sys.modules if n == "hrseg" or n.startswith("hrseg."))
+    if __name__ == "__main__":
+        from hrseg.runtime.warm import run_warm
+
+        run_warm()
+    import json, os, signal, time
+    mode = sys.argv[1]
+    if mode == "report":
+        print(json.dumps({
+            "warm": os.environ.get("HRSEG_WARM_CHILD") == "1",
+            "server": os.getppid(),
+            "argv": sys.argv,
+            "cwd": os.getcwd(),
+            "probe": os.environ.get("PROBE"),
+            "hrseg_before": hrseg_before,
+            "stdout_is_pipe": not sys.stdout.isatty(),
+        }))
+        print("to stderr", file=sys.stderr)
+        sys.exit(int(sys.argv[2]))
+    if mode == "numerics":
+        os.environ["ATEN_CPU_CAPABILITY"] = sys.argv[2]  # as pin_cpu_numerics does, before the first op
+        import torch
+        torch.manual_seed(0)
+        torch.set_num_threads(2)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x = torch.randn(2, 3, 24, 32)
+        for _ in range(3):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+        digest = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().tobytes().hex()
+        print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "weights": digest}))
+    if mode == "sleep":
+        print(os.getpid(), flush=True)
+        time.sleep(60)
+    if mode == "raise":
+        raise ValueError("boom from the script")
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def folder():
+    """A private folder of this module's own warm-start server (one cold start for all tests)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        path = Path(tempfile.mkdtemp(prefix="hw", dir="/tmp"))
+        monkeypatch.setenv(warm.ENV_DIR, str(path / "d"))
+        monkeypatch.setenv(warm.ENV_IDLE, "30")
+        monkeypatch.delenv(warm.ENV_SWITCH, raising=False)
+        monkeypatch.delenv(warm.ENV_CHILD, raising=False)
+        (path / "script.py").write_text(SCRIPT)
+        yield path
+        warm.stop_servers()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(folder: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, str(folder / "script.py"), *args], capture_output=True, text=True, env=environ, cwd=cwd or folder, timeout=180)
+
+
+def _report(result: subprocess.CompletedProcess) -> dict:
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_script_runs_in_a_warm_child_as_if_in_its_own_process(folder, tmp_path):
+    first = _run(folder, "report", "3", env={"PROBE": "one"}, cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    report = _report(first)
+    assert report["warm"] is True
+    assert report["argv"][1:] == ["report", "3"] and report["cwd"] == str(tmp_path) and report["probe"] == "one"
+    assert report["hrseg_before"] == []  # the server's own hrseg modules are not handed down
+    assert report["stdout_is_pipe"] and "to stderr" in first.stderr
+    second = _report(_run(folder, "report", "0", env={"PROBE": "one"}))
+    assert second["server"] == report["server"]  # the same warm server answered again
+
+
+def test_per_invocation_variables_share_a_server_and_others_do_not():
+    base = {"PATH": "/usr/bin", "OMP_NUM_THREADS": "2"}
+    key = warm.server_key(base)
+    assert warm.server_key({**base, "DVC_STAGE": "train_x", "PWD": "/elsewhere", "PYTEST_CURRENT_TEST": "t"}) == key
+    assert warm.server_key({**base, "OMP_NUM_THREADS": "1"}) != key
+    assert warm.server_key({**base, "PYTHONPATH": "/other"}) != key
+
+
+def test_a_warm_child_computes_the_same_bits_and_takes_its_own_instruction_set(folder):
+    results = {}
+    for switch in ("1", "0"):
+        for isa in ("default", "avx2"):
+            result = _run(folder, "numerics", isa, env={warm.ENV_SWITCH: switch})
+            assert result.returncode == 0, result.stderr
+            results[switch, isa] = _report(result)
+    assert results["1", "default"] == results["0", "default"]
+    assert results["1", "default"]["capability"] == "DEFAULT"
+    if results["0", "avx2"]["capability"] == "AVX2":  # a CPU with AVX2
+        assert results["1", "avx2"] == results["0", "avx2"]
+
+
+def test_an_exception_is_reported_as_in_its_own_process(folder):
+    result = _run(folder, "raise")
+    assert result.returncode == 1
+    assert "ValueError: boom from the script" in result.stderr and "Traceback" in result.stderr
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_sleeper(folder: Path) -> tuple[subprocess.Popen, int]:
+    environ = {**os.environ, "PYTHONPATH": str(REPO)}
+    caller = subprocess.Popen([sys.executable, str(folder / "script.py"), "sleep"], stdout=subprocess.PIPE, text=True, env=environ)
+    child = int(caller.stdout.readline())
+    assert child != caller.pid  # it runs in a forked child
+    return caller, child
+
+
+def test_signals_to_the_caller_reach_the_child_and_the_caller_dies_alike(folder):
+    caller, child = _start_sleeper(folder)
+    caller.send_signal(signal.SIGTERM)
+    assert caller.wait(timeout=30) == -signal.SIGTERM
+    assert _gone(child)
+
+
+def test_a_caller_killed_outright_takes_its_child_along(folder):
+    caller, child = _start_sleeper(folder)
+    caller.kill()
+    caller.wait(timeout=30)
+    assert _gone(child)
+
+
+def test_switched_off_the_script_runs_in_its_own_process(folder):
+    result = _run(folder, "report", "0", env={warm.ENV_SWITCH: "0"})
+    assert result.returncode == 0 and _report(result)["warm"] is False
+
+
+def test_hrseg_torch_commands_start_warm_and_behave_the_same(folder, tmp_path):
+    """``hrseg export`` (a command whose work imports torch) runs in a warm child: the same
+    message and exit status as run in place; ``--help`` and the app tests invoke stay in place."""
+    environ = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "hrseg.cli", "export", "-c", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "m.onnx")]
+    warm_run = subprocess.run(command, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=180)
+    cold_run = subprocess.run(command, capture_output=True, text=True, env={**environ, warm.ENV_SWITCH: "0"}, cwd=tmp_path, timeout=180)
+    assert warm_run.returncode == cold_run.returncode != 0
+    assert warm_run.stderr == cold_run.stderr and "missing.pth" in warm_run.stderr
+    log = (folder / "d" / "warm.log").read_text()
+    assert f"runs {REPO / 'hrseg' / 'cli' / '__main__.py'}" in log
