@@ -26,7 +26,7 @@ from hrseg.recipe import EVAL_KEYS, TRAIN_KEYS, dataset_folder, resolve_recipe  
 DATASETS = (*LAYOUTS, CUSTOM)
 PROFILES = ("embedded", "full")
 #: library code whose changes change what a stage computes
-CORE = ["hrseg/models", "hrseg/data", "hrseg/recipe.py", "hrseg/config.py", "hrseg/io.py", "hrseg/runtime", "hrseg/metrics.py", "hrseg/visualize.py"]
+CORE = ["hrseg/models", "hrseg/data", "hrseg/lazy.py", "hrseg/recipe.py", "hrseg/config.py", "hrseg/io.py", "hrseg/runtime", "hrseg/metrics.py", "hrseg/visualize.py"]
 #: params.yaml keys of how a train/eval stage runs (processes, device, CPU numerics)
 RUNTIME = ["nproc_per_node", "device", "cpu_threads", "cpu_isa"]
 
@@ -46,7 +46,7 @@ def stages() -> dict:
         "synth": {
             "desc": "Miniature synthetic copies of the datasets (the embedded profile's data)",
             "cmd": "python stages/synth.py --out data/synth",
-            "deps": ["stages/synth.py", "stages/common.py", "hrseg/data"],
+            "deps": ["stages/synth.py", "stages/common.py", "hrseg/data", "hrseg/lazy.py"],
             "params": ["synth_seed"],
             "outs": ["data/synth"],
         }
@@ -55,7 +55,7 @@ def stages() -> dict:
         out[f"prepare_{ds}"] = {
             "desc": f"Verify {ds} under data_root and write its .lst files",
             "cmd": f"python stages/prepare.py {ds} --root ${{data_root}}/{ds} --out data/lists/{ds}",
-            "deps": ["stages/prepare.py", "stages/common.py", "hrseg/data", f"${{data_root}}/{ds}"],
+            "deps": ["stages/prepare.py", "stages/common.py", "hrseg/data", "hrseg/lazy.py", f"${{data_root}}/{ds}"],
             "params": ["data_root"],
             "outs": [f"data/lists/{ds}"],
         }

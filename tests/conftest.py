@@ -28,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get(service.ENV_DIR):
         os.environ[service.ENV_DIR] = tempfile.mkdtemp(prefix="hrseg-tests-", dir="/tmp")
         os.environ[warm.ENV_DIR] = os.environ[service.ENV_DIR]
+        os.environ.setdefault(warm.ENV_IDLE, "20")  # each holds torch (about 700 MB): gone soon after use
         config.stash[_SERVICE_DIR] = os.environ[service.ENV_DIR]
 
 

@@ -1,7 +1,8 @@
 """hrseg.runtime.warm: a script that calls ``run_warm()`` runs in a process forked from a warm
 interpreter and behaves as if it had run in its own: its arguments, working directory,
 environment, output streams and exit status are its own; it imports hrseg afresh; torch
-computes the same bits and honours the instruction set the script chooses; signals reach it;
+computes the same bits and honours the instruction set the script chooses; the caller's umask,
+CPU affinity and niceness are its own; signals reach it;
 a caller killed outright takes it along; and when warm start is off it runs in place."""
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ SCRIPT = textwrap.dedent(
             "probe": os.environ.get("PROBE"),
             "hrseg_before": hrseg_before,
             "stdout_is_pipe": not sys.stdout.isatty(),
+            "umask": (lambda mask: (os.umask(mask), mask)[1])(os.umask(0)),
+            "affinity": sorted(os.sched_getaffinity(0)),
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
         }))
         print("to stderr", file=sys.stderr)
         sys.exit(int(sys.argv[2]))
@@ -61,7 +65,7 @@ SCRIPT = textwrap.dedent(
         digest = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().tobytes().hex()
         print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "weights": digest}))
     if mode == "sleep":
-        print(os.getpid(), flush=True)
+        print(os.getpid(), os.getppid(), flush=True)
         time.sleep(60)
     if mode == "raise":
         raise ValueError("boom from the script")
@@ -107,10 +111,30 @@ def test_a_script_runs_in_a_warm_child_as_if_in_its_own_process(folder, tmp_path
     assert second["server"] == report["server"]  # the same warm server answered again
 
 
+def test_the_callers_umask_affinity_and_niceness_apply_to_its_child(folder):
+    cpu = min(os.sched_getaffinity(0))
+    nice = os.getpriority(os.PRIO_PROCESS, 0) + 3
+
+    def shell_settings() -> None:  # what `umask 027; nice -n 3 taskset -c <cpu> python ...` would set
+        os.umask(0o027)
+        os.nice(3)
+        os.sched_setaffinity(0, {cpu})
+
+    environ = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, str(folder / "script.py"), "report", "0"], capture_output=True, text=True, env=environ, preexec_fn=shell_settings, timeout=180
+    )
+    report = _report(result)
+    assert report["warm"] is True
+    assert (report["umask"], report["affinity"], report["nice"]) == (0o027, [cpu], nice)
+
+
 def test_per_invocation_variables_share_a_server_and_others_do_not():
     base = {"PATH": "/usr/bin", "OMP_NUM_THREADS": "2"}
     key = warm.server_key(base)
-    assert warm.server_key({**base, "DVC_STAGE": "train_x", "PWD": "/elsewhere", "PYTEST_CURRENT_TEST": "t"}) == key
+    per_invocation = {"DVC_STAGE": "train_x", "PWD": "/elsewhere", "PYTEST_CURRENT_TEST": "t", "MLFLOW_TRACKING_URI": "sqlite:////x.db"}
+    assert warm.server_key({**base, **per_invocation}) == key
+    assert warm.server_key({**base, warm.ENV_IDLE: "5"}) != key  # read by the server itself
     assert warm.server_key({**base, "OMP_NUM_THREADS": "1"}) != key
     assert warm.server_key({**base, "PYTHONPATH": "/other"}) != key
 
@@ -145,23 +169,41 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def _start_sleeper(folder: Path) -> tuple[subprocess.Popen, int]:
-    environ = {**os.environ, "PYTHONPATH": str(REPO)}
+def _start_sleeper(folder: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int, int]:
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     caller = subprocess.Popen([sys.executable, str(folder / "script.py"), "sleep"], stdout=subprocess.PIPE, text=True, env=environ)
-    child = int(caller.stdout.readline())
+    child, server = (int(n) for n in caller.stdout.readline().split())
     assert child != caller.pid  # it runs in a forked child
-    return caller, child
+    return caller, child, server
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_the_server_waits_without_spinning_while_a_child_outlives_its_idle_time(folder):
+    caller, child, server = _start_sleeper(folder, env={warm.ENV_IDLE: "0.5"})  # a server of its own
+    try:
+        time.sleep(1.5)  # past the idle time, with a child still running
+        before = _cpu_seconds(server)
+        time.sleep(2.0)
+        assert _cpu_seconds(server) - before < 0.5  # a busy loop would burn about 2 s here
+    finally:
+        caller.kill()
+        caller.wait(timeout=30)
+    assert _gone(child)
 
 
 def test_signals_to_the_caller_reach_the_child_and_the_caller_dies_alike(folder):
-    caller, child = _start_sleeper(folder)
+    caller, child, _ = _start_sleeper(folder)
     caller.send_signal(signal.SIGTERM)
     assert caller.wait(timeout=30) == -signal.SIGTERM
     assert _gone(child)
 
 
 def test_a_caller_killed_outright_takes_its_child_along(folder):
-    caller, child = _start_sleeper(folder)
+    caller, child, _ = _start_sleeper(folder)
     caller.kill()
     caller.wait(timeout=30)
     assert _gone(child)

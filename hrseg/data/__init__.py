@@ -14,8 +14,9 @@ the same things.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hrseg.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from hrseg.data.catalog import CUSTOM, DATASETS, LAYOUTS, get_layout, get_spec
@@ -93,14 +94,4 @@ __all__ = [
     "worker_init_fn",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # the next use is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

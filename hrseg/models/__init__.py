@@ -10,8 +10,9 @@ costs nothing, ``hrseg.models.ModelConfig`` loads only ``hrseg.models.config`` (
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hrseg.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from hrseg.models.config import BACKBONES, HRNET_CONFIGS, HRNetConfig, ModelConfig, StageConfig
@@ -65,14 +66,4 @@ __all__ = [
     "resize_logits",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # the next use is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -13,8 +13,10 @@ imports.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
+import logging
 import os
 import pickle
 import socket
@@ -201,3 +203,29 @@ def remove_own_socket(path: Path, inode: int) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_ino == inode:
             path.unlink()
+
+
+def answers(try_connect: Callable[[Path], Any]) -> Callable[[Path], bool]:
+    """For ``bind_listener``: whether a live service answers at a path (``try_connect``'s
+    connection is closed again)."""
+
+    def check(path: Path) -> bool:
+        connection = try_connect(path)
+        if connection is None:
+            return False
+        connection.close()
+        return True
+
+    return check
+
+
+def service_main(argv: list[str] | None, *, name: str, env_idle: str, default_idle: float, serve: Callable[[Path, float], int]) -> int:
+    """The command line of a service module (``python -m <module> --socket PATH [--idle S]``):
+    log to stderr (the service's log file) with ``name`` and the pid, then ``serve``."""
+    parser = argparse.ArgumentParser(description=f"hrseg's {name} (started by hrseg; see the module docstring)")
+    parser.add_argument("--socket", type=Path, required=True)
+    parser.add_argument("--idle", type=float, default=None, help=f"seconds with nothing to do before exiting (default ${env_idle} or {default_idle:.0f})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name}[{os.getpid()}] %(levelname)s: %(message)s")
+    idle = args.idle if args.idle is not None else float(os.environ.get(env_idle) or default_idle)
+    return serve(args.socket, idle)

@@ -19,9 +19,12 @@ passed on to the child; a caller killed outright (SIGKILL) takes the child with 
 (the CPU instruction set, ``ATEN_CPU_CAPABILITY``) and the thread count are the child's own.
 What was fixed at import time is shared, so the server is keyed by all it depends on: the
 interpreter and its flags, the hrseg version, this module's source, and the whole environment
-but for variables that only describe one invocation (``PER_INVOCATION``); a different
+but for variables that only describe one invocation or that only the child's own imports read
+(``PER_INVOCATION``: ``DVC_*``, ``MLFLOW_*``, ``HRSEG_*``, ...); a different
 ``OMP_NUM_THREADS`` or ``PYTHONPATH`` gets its own server. ``random`` and numpy's global
-generator are reseeded in the child, as a fresh process would have them.
+generator are reseeded in the child, as a fresh process would have them; the caller's umask,
+CPU affinity, niceness and resource limits are applied to it (as far as an unprivileged
+process may: it cannot raise a hard limit or run less nicely than the server).
 
 **Lifecycle.** ``python -m hrseg.runtime.warm --socket PATH``, detached, in its own session; it
 exits after ``$HRSEG_WARM_START_IDLE`` seconds (default 60) with no child running and no
@@ -36,7 +39,6 @@ folder; or a server that does not answer within ``START_TIMEOUT_S``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -68,9 +70,14 @@ ENV_CHILD = "HRSEG_WARM_CHILD"
 DEFAULT_IDLE_S = 60.0
 #: A cold server imports torch before it answers.
 START_TIMEOUT_S = 60.0
-#: Environment variables that describe one invocation, not the interpreter: left out of the key.
-PER_INVOCATION = ("PWD", "OLDPWD", "SHLVL", "_", "PYTEST_CURRENT_TEST", ENV_CHILD)
-PER_INVOCATION_PREFIXES = ("DVC_",)
+#: Environment variables left out of the key: they describe one invocation (DVC sets DVC_STAGE
+#: per stage, pytest PYTEST_CURRENT_TEST per test) or are read only by code the child imports
+#: itself (hrseg's own settings, mlflow's). Everything else, the variables numpy, OpenMP and
+#: torch read when they load included, is part of the key.
+PER_INVOCATION = ("PWD", "OLDPWD", "SHLVL", "_")
+PER_INVOCATION_PREFIXES = ("DVC_", "PYTEST_", "MLFLOW_", "HRSEG_")
+#: ... except this one, which the server itself reads.
+_KEYED = (ENV_IDLE,)
 #: Set by torchrun (torch.distributed.elastic) for each of its workers.
 LAUNCHED_WORKER = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK")
 _SIGNALS_PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -107,7 +114,7 @@ def server_key(environ: dict[str, str] | None = None) -> str:
         with contextlib.suppress(OSError):
             digest.update(Path(module).read_bytes())
     for name in sorted(environ):
-        if name not in PER_INVOCATION and not name.startswith(PER_INVOCATION_PREFIXES):
+        if name in _KEYED or (name not in PER_INVOCATION and not name.startswith(PER_INVOCATION_PREFIXES)):
             digest.update(f"{name}={environ[name]}\0".encode(errors="surrogateescape"))
     return digest.hexdigest()[:16]
 
@@ -166,6 +173,7 @@ def run_warm() -> None:
         "cwd": os.getcwd(),
         "env": dict(os.environ),
         "path": list(sys.path),
+        "process": _process_settings(),
     }
     try:
         sock.settimeout(30.0)
@@ -192,6 +200,40 @@ def run_warm() -> None:
         sys.stderr.write(f"hrseg: the warm-start server went away while running {script} (see {Path(str(socket_path())).parent / 'warm.log'})\n")
         os._exit(1)
     _exit_like(status[1])
+
+
+#: Resource limits a caller hands to its child (``ulimit``), as far as they can be set there.
+_LIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_STACK")
+
+
+def _process_settings() -> dict[str, Any]:
+    """What a process has from the shell beyond its environment: umask, CPU affinity
+    (``taskset``, a batch system's binding), niceness and resource limits."""
+    import resource
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return {
+        "umask": umask,
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "limits": {name: resource.getrlimit(getattr(resource, name)) for name in _LIMITS if hasattr(resource, name)},
+    }
+
+
+def _apply_process_settings(settings: dict[str, Any]) -> None:
+    """Take the caller's ``_process_settings`` over: all of them where the system lets an
+    unprivileged process (it cannot raise a hard limit, nor run less nicely than the server)."""
+    import resource
+
+    os.umask(settings["umask"])
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, settings["affinity"])
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, settings["nice"])
+    for name, limits in settings["limits"].items():
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(getattr(resource, name), tuple(limits))
 
 
 def _pass_on(child: int, number: int) -> None:
@@ -242,6 +284,7 @@ class _Child:
     pid: int
     pidfd: int
     conn: socket.socket
+    caller_alive: bool = True  # False once its connection reached EOF (no longer watched)
 
 
 class _Server:
@@ -266,10 +309,11 @@ class _Server:
         while not (self.stopping and not self.children):
             if self.stop_requested:
                 self.stop()
-            watched: list[Any] = [fd for fd in self.children] + [c.conn for c in self.children.values()]
+            watched: list[Any] = [fd for fd in self.children] + [c.conn for c in self.children.values() if c.caller_alive]
             if not self.stopping:
                 watched.append(self.listener)
-            idle_left = self.idle - (time.monotonic() - self.last_active)
+            # the idle clock runs only while no child does; wake at least once a second for SIGTERM
+            idle_left = self.idle - (time.monotonic() - self.last_active) if not self.children else 1.0
             ready, _, _ = select.select(watched, [], [], min(1.0, max(0.0, idle_left)))
             if not ready and not self.children and idle_left <= 0:
                 log.info("idle for %.0f s: exiting", self.idle)
@@ -347,6 +391,7 @@ class _Server:
         """The caller closed its end before its child ended: it was killed; so is the child."""
         for child in self.children.values():
             if child.conn is conn:
+                child.caller_alive = False
                 log.info("caller of child %d went away: killing it", child.pid)
                 with contextlib.suppress(OSError):
                     os.kill(child.pid, signal.SIGKILL)
@@ -374,13 +419,14 @@ def _child_main(request: dict[str, Any], fds: list[int], close: list[socket.sock
             os.dup2(fd, target)
             os.close(fd)
         os.chdir(request["cwd"])
+        _apply_process_settings(request["process"])
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ[ENV_CHILD] = "1"
         _reopen_stdio()
         sys.argv = list(request["argv"])
         sys.path[:] = request["path"]
-        _reseed()
+        _fresh_globals()
         _forget_server_state()
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
@@ -418,8 +464,12 @@ def _forget_server_state() -> None:
         del sys.modules[name]
 
 
-def _reseed() -> None:
+def _fresh_globals() -> None:
+    """Module state a fresh process would have: random generators seeded anew, no cached temp folder."""
     import random
+    import tempfile
+
+    tempfile.tempdir = None  # the caller's TMPDIR decides, not a folder the server looked up
 
     random.seed()
     numpy = sys.modules.get("numpy")
@@ -481,7 +531,7 @@ def serve(path: Path, idle: float = DEFAULT_IDLE_S) -> int:
     another server already listens there."""
     started = time.monotonic()
     _preload()
-    listener = background.bind_listener(path, lambda p: _closing(_try_connect(p)))
+    listener = background.bind_listener(path, background.answers(_try_connect))
     if listener is None:
         return 0
     server = _Server(listener, path, idle)
@@ -491,23 +541,8 @@ def serve(path: Path, idle: float = DEFAULT_IDLE_S) -> int:
     return 0
 
 
-def _closing(sock: socket.socket | None) -> bool:
-    if sock is None:
-        return False
-    sock.close()
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="hrseg's warm-start server (started by hrseg; see the module docstring)")
-    parser.add_argument("--socket", type=Path, required=True)
-    parser.add_argument(
-        "--idle", type=float, default=None, help=f"seconds without a child or caller before exiting (default ${ENV_IDLE} or {DEFAULT_IDLE_S:.0f})"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s warm-start[{os.getpid()}] %(levelname)s: %(message)s")
-    idle = args.idle if args.idle is not None else float(os.environ.get(ENV_IDLE) or DEFAULT_IDLE_S)
-    return serve(args.socket, idle)
+    return background.service_main(argv, name="warm-start", env_idle=ENV_IDLE, default_idle=DEFAULT_IDLE_S, serve=serve)
 
 
 if __name__ == "__main__":

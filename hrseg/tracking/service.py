@@ -36,7 +36,6 @@ are the ``backend.LocalClient`` methods plus ``ping`` and ``shutdown``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import logging
@@ -364,7 +363,7 @@ class _Service:
 def serve(path: Path, idle: float = DEFAULT_IDLE_S) -> int:
     """Listen on ``path`` until no client was connected for ``idle`` seconds. Returns 0, also
     when another service already listens there."""
-    listener = background.bind_listener(path, _answers)
+    listener = background.bind_listener(path, background.answers(_try_connect))
     if listener is None:
         return 0  # another service is there (or the path cannot be used)
     service = _Service(listener, path, idle)
@@ -386,14 +385,6 @@ def serve(path: Path, idle: float = DEFAULT_IDLE_S) -> int:
     return 0
 
 
-def _answers(path: Path) -> bool:
-    connection = _try_connect(path)
-    if connection is None:
-        return False
-    connection.close()
-    return True
-
-
 def _warm_up() -> None:
     """Import what the first call needs while the caller is still starting up."""
     import mlflow  # noqa: F401
@@ -401,13 +392,7 @@ def _warm_up() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="hrseg's tracking service (started by hrseg; see the module docstring)")
-    parser.add_argument("--socket", type=Path, required=True)
-    parser.add_argument("--idle", type=float, default=None, help=f"seconds without a client before exiting (default ${ENV_IDLE} or {DEFAULT_IDLE_S:.0f})")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s tracking-service[{os.getpid()}] %(levelname)s: %(message)s")
-    idle = args.idle if args.idle is not None else float(os.environ.get(ENV_IDLE) or DEFAULT_IDLE_S)
-    return serve(args.socket, idle)
+    return background.service_main(argv, name="tracking-service", env_idle=ENV_IDLE, default_idle=DEFAULT_IDLE_S, serve=serve)
 
 
 if __name__ == "__main__":
