@@ -74,6 +74,7 @@ FUNCTION_LEVEL_ALLOWED: dict[tuple[str, str], str] = {
     ("hrseg.cli.evaluate", "hrseg.evaluation.evaluate"): "torch only when the command runs, not for --help",
     ("hrseg.cli.predict", "hrseg.evaluation.predict"): "torch only when the command runs, not for --help",
     ("hrseg.cli.export", "hrseg.evaluation.export"): "torch only when the command runs, not for --help",
+    ("hrseg.cli._app", "hrseg.runtime.warm"): "the warm-start client (about 30 ms) only for a command that does tensor work",
 }
 
 #: Modules that call ``importlib.import_module`` with a name the walk cannot read, besides those with

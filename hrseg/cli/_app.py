@@ -33,7 +33,6 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from hrseg.errors import HrsegError
-from hrseg.runtime.warm import run_warm
 
 #: typer's type labels in help records: ``<str>``, ``<list[str]>``, ``<path>`` ...
 _TYPE_LABEL = re.compile(r" <[^<>]*>$")
@@ -259,6 +258,8 @@ def run() -> None:
     args = sys.argv[1:]
     name = next((arg for arg in args if not arg.startswith("-")), "")
     if name in COMMANDS and COMMANDS[name].warm and "--help" not in args:
+        from hrseg.runtime.warm import run_warm  # sockets, pickle, ...: only for these commands (about 30 ms)
+
         run_warm()
     app(prog_name="hrseg")
 

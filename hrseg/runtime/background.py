@@ -197,6 +197,13 @@ def bind_listener(path: Path, answers: Callable[[Path], bool]) -> socket.socket 
     return listener
 
 
+def wait_until_gone(path: Path, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for a stopping service to remove its socket ``path``."""
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def remove_own_socket(path: Path, inode: int) -> None:
     """Remove the socket at ``path`` if it is still the one this service created (``inode``):
     a newer service may have replaced it."""

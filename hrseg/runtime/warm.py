@@ -268,9 +268,7 @@ def stop_servers(timeout: float = 10.0) -> int:
             background.recv_message(sock)
         sock.close()
         stopped += 1
-        deadline = time.monotonic() + timeout
-        while path.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        background.wait_until_gone(path, timeout)
     return stopped
 
 

@@ -193,9 +193,7 @@ def stop_service(timeout: float = 10.0) -> bool:
     with contextlib.suppress(OSError, EOFError, ServiceError):
         connection.call("shutdown", timeout=timeout)
     connection.close()
-    deadline = time.monotonic() + timeout
-    while path is not None and path.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    background.wait_until_gone(path, timeout)
     return True
 
 
