@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/readme_times.py                   # set-up, pipeline and tests
     .venv/bin/python benchmarks/readme_times.py --only setup,row  # a part (setup, row, pipeline, tests)
     .venv/bin/python benchmarks/readme_times.py --json benchmarks/results/readme_times.json
+    .venv/bin/python benchmarks/readme_times.py --logs /tmp/times  # keep the logs; per-stage times
 
 What it runs, each in a fresh `git clone` of this checkout's HEAD in a temporary folder (so
 uncommitted changes are not measured), exactly as the README's commands do:
@@ -26,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,14 +39,44 @@ PARTS = ("setup", "row", "pipeline", "tests")
 
 
 def run(cmd: str, cwd: Path, log: Path) -> float:
-    """Run ``cmd`` through bash in ``cwd``; its output goes to ``log``; return wall seconds."""
+    """Run ``cmd`` through bash in ``cwd``; its output goes to ``log``, each line prefixed with
+    the seconds since the start; return wall seconds."""
     start = time.perf_counter()
     with log.open("w") as out:
-        result = subprocess.run(["bash", "-c", cmd], cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(["bash", "-c", cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        for line in process.stdout:
+            out.write(f"{time.perf_counter() - start:8.2f} {line}")
+        returncode = process.wait()
     seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"`{cmd}` failed in {cwd} (exit {result.returncode}); see {log}")
+    if returncode != 0:
+        raise SystemExit(f"`{cmd}` failed in {cwd} (exit {returncode}); see {log}")
     return seconds
+
+
+def stage_times(log: Path) -> dict[str, dict[str, float]]:
+    """Per DVC stage of a ``run`` log: ``work`` from the stage's first to its last own log line
+    (``HH:MM:SS LEVEL ...``), and ``fixed``, the rest of its time from DVC's "Running stage"
+    to the next one (DVC's checks, process start-up, DVC's lock and cache updates after it)."""
+    marks: list[tuple[str, float]] = []
+    work: dict[str, list[float]] = {}
+    end = 0.0
+    for line in log.read_text(errors="replace").splitlines():
+        stamp, _, text = line.strip().partition(" ")
+        try:
+            end = float(stamp)
+        except ValueError:
+            continue
+        started = re.match(r"Running stage '([\w-]+)'", text)
+        if started:
+            marks.append((started.group(1), end))
+        elif marks and re.match(r"\d\d:\d\d:\d\d \w+ ", text):
+            work.setdefault(marks[-1][0], []).append(end)
+    times = {}
+    for i, (name, begin) in enumerate(marks):
+        total = (marks[i + 1][1] if i + 1 < len(marks) else end) - begin
+        own = work.get(name, [begin])
+        times[name] = {"total": round(total, 2), "work": round(own[-1] - own[0], 2), "fixed": round(total - (own[-1] - own[0]), 2)}
+    return times
 
 
 def clone(into: Path) -> Path:
@@ -57,7 +89,9 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 
-def measure(parts: list[str], work: Path) -> dict:
+def measure(parts: list[str], work: Path, keep: Path | None, stages: dict) -> dict:
+    """Seconds per part; with ``keep``, the row and pipeline logs are copied there and
+    ``stages`` gets their ``stage_times``."""
     times: dict[str, float] = {}
     logs = work / "logs"
     logs.mkdir()
@@ -69,9 +103,18 @@ def measure(parts: list[str], work: Path) -> dict:
             times["row"] = run(". .venv/bin/activate && dvc repro eval_cityscapes_ocr", repo, logs / "row.log")
         if "pipeline" in parts:
             times["pipeline"] = run(". .venv/bin/activate && dvc repro", repo, logs / "pipeline.log")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for name in ("row", "pipeline"):
+                if (logs / f"{name}.log").exists():
+                    stages[name] = stage_times(logs / f"{name}.log")
+                    shutil.copy(logs / f"{name}.log", keep / f"{name}.log")
     if "tests" in parts:
         repo = clone(work / "tests")
         times["tests"] = run("scripts/test.sh", repo, logs / "tests.log")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(logs / "tests.log", keep / "tests.log")
         summary = pytest_summary(logs / "tests.log")
         if summary:
             print(f"scripts/test.sh: {summary}")
@@ -104,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--logs", type=Path, help="keep the logs (lines stamped with seconds) in this folder; the JSON then has per-stage times")
     args = parser.parse_args()
     parts = [p for p in args.only.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
@@ -111,8 +155,13 @@ def main() -> None:
         raise SystemExit(f"unknown part(s) {', '.join(unknown)}; expected {', '.join(PARTS)}")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hrseg-readme-times-") as tmp:
-        times = measure(parts, Path(tmp))
+        stages: dict = {}
+        times = measure(parts, Path(tmp), args.logs, stages)
     report = {**machine(), "load_before": load_before, "load_after": os.getloadavg(), "seconds": times}
+    if stages:
+        report["stages"] = stages
+        every = [t for part in stages.values() for t in part.values()]
+        print(f"{len(every)} stages: own work {sum(t['work'] for t in every):.0f} s, fixed cost {sum(t['fixed'] for t in every):.0f} s")
     print(f"{report['date']}, {report['cpu']}, {report['cores']} cores, load {load_before[0]:.1f} -> {report['load_after'][0]:.1f}:")
     for line in in_words(times):
         print(f"- {line}")

@@ -96,7 +96,8 @@ class TrainConfig:
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     sync_bn: bool = True  # convert BN to SyncBatchNorm under DDP on CUDA only
-    checkpoint_every: int = bounded(0, ge=0)  # iterations between checkpoints (0: end of every epoch only)
+    checkpoint_every: int = bounded(0, ge=0)  # iterations between mid-epoch checkpoints (0: none)
+    checkpoint_epochs: int = bounded(1, ge=1)  # epochs between end-of-epoch checkpoints, the last one always (official: every epoch)
     log_every: int = bounded(10, ge=1)  # iterations between loss/lr/images-per-second logs
     validate_every: int = bounded(1, ge=1)  # epochs between validations (official: every epoch)
     nonfinite_loss: Literal["stop", "skip"] = "stop"

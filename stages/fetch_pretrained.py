@@ -3,6 +3,11 @@ from. The embedded profile trains from scratch and downloads nothing."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # start the torch stages' warm-start server now (hrseg.runtime.warm), before imports change the environment
+    from hrseg.runtime.warm import prestart
+
+    prestart()
+
 import argparse
 from pathlib import Path
 

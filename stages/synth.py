@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # start the torch stages' warm-start server now (hrseg.runtime.warm), before imports change the environment
+    from hrseg.runtime.warm import prestart
+
+    prestart()
+
 import argparse
 
 from common import PipelineParams, stage_main

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 
 from hrseg.data import build_dataset, worker_init_fn
 from hrseg.recipe import Recipe
@@ -87,10 +87,30 @@ def steps_in_epoch(dataset: Dataset, recipe: Recipe, info: DistInfo) -> int:
     return (per_rank // recipe.train.batch_size) // recipe.train.accumulate_steps
 
 
+def same_size_batches(samples: list[dict]) -> list[dict]:
+    """Validation's ``collate_fn``: the loader's ``eval.batch_size`` samples, collated into runs
+    of consecutive samples of one image size. Images of different sizes cannot share a forward
+    pass, and padding them to one size would change what the network sees at the borders."""
+    runs: list[list[dict]] = []
+    for sample in samples:
+        if runs and _size(sample) == _size(runs[-1][0]):
+            runs[-1].append(sample)
+        else:
+            runs.append([sample])
+    return [default_collate(run) for run in runs]
+
+
+def _size(sample: dict) -> tuple:
+    return tuple(sample["image"].shape), tuple(sample["label"].shape) if "label" in sample else ()
+
+
 def val_loader(dataset: Dataset, recipe: Recipe, info: DistInfo) -> DataLoader:
+    """Batches of up to ``eval.batch_size`` validation images, as lists of same-size batches
+    (``same_size_batches``)."""
     return DataLoader(
         dataset,
         batch_size=recipe.eval.batch_size,
+        collate_fn=same_size_batches,
         sampler=ShardSampler(len(dataset), info.world_size, info.rank),  # type: ignore[arg-type]
         num_workers=recipe.data.num_workers,
         pin_memory=info.device.type == "cuda",

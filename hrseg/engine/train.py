@@ -16,8 +16,9 @@ Outputs in ``out_dir``: ``best.pth``, ``final.pth``, ``metrics.json`` (final sca
 ``log.csv`` (one row per epoch), ``recipe.yaml`` (the resolved recipe), ``curve.png`` (loss, LR
 and val mIoU per epoch) and ``overlays/*.png`` (titled image / ground truth / prediction with a
 legend), also logged through the tracker (``train(..., tracker=...)``; rank 0);
-``checkpoint.pth`` (latest, resumable: weights, optimizer, RNG, the tracker's run id) only while
-the run is unfinished: a successful run deletes it (it is twice the size of ``final.pth``), so
+``checkpoint.pth`` (latest, resumable: weights, optimizer, RNG, the tracker's run id; written
+every ``train.checkpoint_epochs`` epochs, after the last, and every ``train.checkpoint_every``
+iterations) only while the run is unfinished: a successful run deletes it (it is twice the size of ``final.pth``), so
 training into the same folder again starts afresh. Everything is written atomically through
 ``hrseg.io`` by rank 0.
 
@@ -151,7 +152,8 @@ def _to_device(batch: dict, info: DistInfo, channels_last: bool) -> tuple[torch.
 @torch.no_grad()
 def validate(model: nn.Module, loader: DataLoader, recipe: Recipe, info: DistInfo, ignore_label: int) -> dict[str, Any]:
     """Single-scale validation as in the official loop: main logits bilinearly resized to the
-    label size, argmax, confusion matrix summed over ranks. Validation images padded by the
+    label size, argmax, confusion matrix summed over ranks. Up to ``eval.batch_size`` images of
+    one size share a forward pass (``loaders.same_size_batches``). Validation images padded by the
     dataset (``pad`` = bottom/right pixels) have the padding cropped first, as in testval."""
     model.eval()
     if info.distributed:
@@ -162,7 +164,7 @@ def validate(model: nn.Module, loader: DataLoader, recipe: Recipe, info: DistInf
             dist.broadcast(buffer, src=0)
     cm = ConfusionMatrix(recipe.model.num_classes, device=info.device)
     align = model.align_corners
-    for batch in loader:
+    for batch in (same_size for batches in loader for same_size in batches):
         image, label = _to_device(batch, info, recipe.train.channels_last)
         with autocast(recipe, info):
             logits = model(image)["out"].float()
@@ -512,7 +514,8 @@ def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: 
             pos.epoch, pos.step, pos.loss_sum, pos.loss_count = epoch + 1, 0, 0.0, 0
             if info.is_main:
                 write_log_csv(out / "log.csv", pos.history)
-            save(pos)
+            if (epoch + 1) % cfg.checkpoint_epochs == 0 or last:
+                save(pos)
         progress.close()
         result = finish(model_without_ddp, recipe, info, pos, sets["val"], spec, out, run)
         if info.is_main:  # finished: final.pth holds the weights, nothing is left to resume

@@ -146,6 +146,43 @@ def remove_dead_sockets(folder: Path, pattern: str) -> None:
             probe.close()
 
 
+def _starting_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".starting")
+
+
+def being_started(path: Path) -> bool:
+    """Whether a service for ``path`` has been started and is still getting ready: its starter
+    wrote the service's pid next to the socket (``<socket>.starting``), and that process is
+    alive and, where ``/proc`` tells, serves ``path`` (not another process under a reused pid)."""
+    try:
+        pid = int(_starting_marker(path).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    try:
+        return os.fsencode(path) in Path(f"/proc/{pid}/cmdline").read_bytes()  # a zombie has an empty one
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc: trust the pid
+
+
+def _start(path: Path, start: Callable[[], subprocess.Popen], pattern: str) -> subprocess.Popen | None:
+    """Start the service for ``path`` (the spawn lock held) and mark it as being started."""
+    remove_dead_sockets(path.parent, pattern)
+    try:
+        process = start()
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        _starting_marker(path).write_text(str(process.pid))
+    return process
+
+
+def _listening(path: Path) -> None:
+    """The service at ``path`` listens: it is no longer being started."""
+    with contextlib.suppress(OSError):
+        _starting_marker(path).unlink()
+
+
 def connect_or_start(
     path: Path,
     try_connect: Callable[[Path, float], T | None],
@@ -155,8 +192,9 @@ def connect_or_start(
     timeout: float,
 ) -> T | None:
     """A connection from ``try_connect`` to the service at ``path``; when none answers, start
-    one with ``start`` (under the spawn lock, after removing dead sockets like ``pattern``) and
-    wait up to ``timeout`` seconds for it. None: it could not be started or did not answer."""
+    one with ``start`` (under the spawn lock, after removing dead sockets like ``pattern``)
+    unless one is being started already (``start_in_background``), and wait up to ``timeout``
+    seconds for it. None: it could not be started or did not answer."""
     connection = try_connect(path, 5.0)
     if connection is not None:
         return connection
@@ -165,19 +203,26 @@ def connect_or_start(
         connection = try_connect(path, 5.0)  # another caller started it while we waited
         if connection is not None:
             return connection
-        remove_dead_sockets(path.parent, pattern)
-        try:
-            process = start()
-        except OSError:
-            return None
+        process = None if being_started(path) else _start(path, start, pattern)
         while time.monotonic() < deadline:
             connection = try_connect(path, max(0.1, deadline - time.monotonic()))
             if connection is not None:
                 return connection
-            if process.poll() is not None:
+            if process is None and not being_started(path):
+                return try_connect(path, 1.0)  # the other starter's service listens now, or died
+            if process is not None and process.poll() is not None:
                 return None
             time.sleep(0.02)
     return None
+
+
+def start_in_background(path: Path, answering: Callable[[Path], bool], start: Callable[[], subprocess.Popen], *, pattern: str) -> None:
+    """Start the service for ``path`` and return without waiting for it, unless one answers
+    (``answering``) or is being started: a caller that needs the service soon lets its start-up
+    overlap with its own work. A ``connect_or_start`` meanwhile waits for this one."""
+    with spawn_lock(path.parent):
+        if not being_started(path) and not answering(path):
+            _start(path, start, pattern)
 
 
 def bind_listener(path: Path, answers: Callable[[Path], bool]) -> socket.socket | None:
@@ -194,6 +239,7 @@ def bind_listener(path: Path, answers: Callable[[Path], bool]) -> socket.socket 
         listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(64)
+    _listening(path)
     return listener
 
 

@@ -142,6 +142,10 @@ def _try_connect(path: Path, timeout: float = 5.0) -> socket.socket | None:
     return None
 
 
+def _spawn(path: Path) -> subprocess.Popen:
+    return background.spawn_detached("hrseg.runtime.warm", ["--socket", str(path)], path.parent / "warm.log", interpreter_flags=_interpreter_flags())
+
+
 def connect(*, start: bool = True) -> socket.socket | None:
     """A connection to this environment's server, started when none answers (``start``)."""
     path = socket_path()
@@ -149,11 +153,17 @@ def connect(*, start: bool = True) -> socket.socket | None:
         return None
     if not start:
         return _try_connect(path)
+    return background.connect_or_start(path, _try_connect, lambda: _spawn(path), pattern="warm-*.sock", timeout=START_TIMEOUT_S)
 
-    def spawn() -> subprocess.Popen:
-        return background.spawn_detached("hrseg.runtime.warm", ["--socket", str(path)], path.parent / "warm.log", interpreter_flags=_interpreter_flags())
 
-    return background.connect_or_start(path, _try_connect, spawn, pattern="warm-*.sock", timeout=START_TIMEOUT_S)
+def prestart() -> None:
+    """Start this environment's server in the background, without waiting for it: a process
+    that will run torch scripts soon (the light pipeline stages before the torch ones) lets the
+    server's preload overlap its own work. Nothing happens when warm start is off, or a server
+    answers or is being started; a script that asks meanwhile waits for this server."""
+    path = socket_path() if enabled() else None
+    if path is not None:
+        background.start_in_background(path, background.answers(_try_connect), lambda: _spawn(path), pattern="warm-*.sock")
 
 
 def run_warm() -> None:

@@ -59,6 +59,46 @@ def test_train_writes_results_and_follows_the_schedule(tiny_recipe, tmp_path):
         assert load_checkpoint(model, tmp_path / name).kind == "hrseg"  # strict load
 
 
+def _sample(height: int, width: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randn(3, height, width, generator=g),
+        "label": torch.randint(0, 19, (height, width), generator=g),
+        "pad": torch.zeros(2, dtype=torch.int64),
+    }
+
+
+def test_validation_batches_only_images_of_one_size(tiny_recipe):
+    """eval.batch_size images per validation forward, but never images of different sizes
+    (LIP, PASCAL-Context, COCO-Stuff, ADE20K and custom sets vary): the same metrics as one
+    image at a time, up to float32 rounding (which can flip only near-tied pixels)."""
+    from hrseg.engine.loaders import same_size_batches, val_loader
+    from hrseg.engine.train import validate
+    from hrseg.runtime.distributed import DistInfo
+
+    sizes = [(64, 96), (64, 96), (96, 64), (64, 96), (64, 96), (64, 96)]
+    samples = [_sample(h, w, i) for i, (h, w) in enumerate(sizes)]
+    assert [tuple(b["image"].shape) for b in same_size_batches(samples[:4])] == [(2, 3, 64, 96), (1, 3, 96, 64), (1, 3, 64, 96)]
+    torch.manual_seed(0)
+    model = build_model_from_config(tiny_recipe().model).eval()
+    results = {}
+    for batch in (1, 4):
+        recipe = tiny_recipe(**{"eval.batch_size": batch})
+        results[batch] = validate(model, val_loader(samples, recipe, DistInfo()), recipe, DistInfo(), ignore_label=255)
+    assert results[4]["gt_pixels"] == results[1]["gt_pixels"]
+    flipped = sum(abs(a - b) for a, b in zip(results[4]["pred_pixels"], results[1]["pred_pixels"], strict=True))
+    assert flipped <= 0.001 * sum(results[1]["gt_pixels"])
+
+
+def test_end_of_epoch_checkpoints_every_n_epochs_and_after_the_last(tiny_recipe, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="hrseg.engine.train")
+    train(tiny_recipe(**{"train.epochs": 3, "train.checkpoint_epochs": 2, "eval.num_overlays": 0, "data.val_num_samples": 1}), tmp_path)
+    written = [line.split("checkpoint: ")[1].split(" ->")[0] for line in caplog.messages if line.startswith("checkpoint: ")]
+    assert written == ["epoch 3, iteration 0 of the epoch", "epoch 4, iteration 0 of the epoch"]  # after epochs 2 and 3
+
+
 def test_extra_epochs_fine_tune_on_trainval_with_a_fresh_poly(tiny_recipe, tmp_path):
     recipe = tiny_recipe(**{"train.epochs": 1, "train.extra_epochs": 1, "train.extra_lr": 0.001, "train.batch_size": 4, "eval.num_overlays": 0})
     metrics = train(recipe, tmp_path)
