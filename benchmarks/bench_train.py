@@ -63,6 +63,34 @@ def build(backbone: str, head: str, size: tuple[int, int], batch: int, kwargs: d
     return step
 
 
+def gradient_errors(name: str, seeds: int) -> dict:
+    """How far one step's gradients are from float64's, eager fp32 against channels_last fp32
+    (relative L2 norm over all parameters), for ``seeds`` random initialisations of the case's
+    model in training mode (batch statistics): the accuracy cost of a variant, beside its speed."""
+    import copy
+
+    from hrseg.models import build_model
+
+    backbone, head, size, batch, kwargs = CASES[name]
+    loss = SegmentationLoss(LossConfig(balance_weights=[0.4, 1.0] if head == "ocr" else [1.0]), num_classes=19, ignore_label=255, align_corners=False)
+    rows = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        base = build_model(backbone, head, 19, **kwargs).train()
+        images, labels = torch.randn(batch, 3, *size), torch.randint(0, 19, (batch, *size))
+        grads = {}
+        for variant, dtype, channels_last in (("float64", torch.float64, False), ("eager", torch.float32, False), ("channels_last", torch.float32, True)):
+            model, x = copy.deepcopy(base).to(dtype), images.to(dtype)
+            if channels_last:
+                model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+            torch.manual_seed(100 + seed)  # the same dropout masks
+            loss(model(x), labels).backward()
+            grads[variant] = torch.cat([p.grad.double().flatten() for p in model.parameters()])
+        ref = grads["float64"]
+        rows.append({v: float((grads[v] - ref).norm() / ref.norm()) for v in ("eager", "channels_last")})
+    return {"case": name, "seeds": rows}
+
+
 def run_case(name: str, rounds: int, steps: int) -> dict:
     backbone, head, size, batch, kwargs = CASES[name]
     steps_by = {v: build(backbone, head, size, batch, kwargs, *flags) for v, flags in VARIANTS.items()}
@@ -90,6 +118,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", default="")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--gradients", type=int, default=0, metavar="SEEDS", help="also: gradient error vs float64 over SEEDS inits")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = {
@@ -97,14 +126,19 @@ def main() -> None:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__, "processor": platform.processor() or platform.machine(),
         "load_start": os.getloadavg()[0],
     }  # fmt: skip
-    results = [run_case(name, args.rounds, args.steps) for name in CASES if args.only in name]
+    results = [run_case(name, args.rounds, args.steps) for name in CASES if args.only in name and args.rounds > 0]
+    gradients = [gradient_errors(name, args.gradients) for name in CASES if args.only in name and args.gradients > 0]
     machine["load_end"] = os.getloadavg()[0]
     print(f"threads {machine['threads']}, {machine['cpu_capability']}, torch {machine['torch']}, load {machine['load_start']:.1f} -> {machine['load_end']:.1f}")
     for result in results:
         for variant, row in result["variants"].items():
             print(f"{result['case']:36s} {variant:22s} {row['seconds_per_step'] * 1000:8.1f} ms/step {row['images_per_s']:7.2f} images/s  x{row['speedup']:.2f}")
+    for result in gradients:
+        for variant in ("eager", "channels_last"):
+            errors = ", ".join(f"{row[variant]:.1e}" for row in result["seeds"])
+            print(f"{result['case']:36s} {variant:22s} gradient error vs float64: {errors}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"machine": machine, "results": results, "gradients": gradients}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,9 @@ def measure(parts: list[str], work: Path, keep: Path | None, stages: dict) -> di
             times["row"] = run(". .venv/bin/activate && dvc repro eval_cityscapes_ocr", repo, logs / "row.log")
         if "pipeline" in parts:
             times["pipeline"] = run(". .venv/bin/activate && dvc repro", repo, logs / "pipeline.log")
+            changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, check=True).stdout.split("\n")
+            stages["changed_files"] = [line for line in changed if line]  # empty: every committed result and dvc.lock reproduced
+            print(f"committed files the pipeline changed: {', '.join(stages['changed_files']) or 'none'}")
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
             for name in ("row", "pipeline"):
@@ -124,7 +127,7 @@ def measure(parts: list[str], work: Path, keep: Path | None, stages: dict) -> di
 def pytest_summary(log: Path) -> str | None:
     """pytest's last summary line (``610 passed, 4 skipped in 701.2s``), kept because the
     temporary clone and its logs are removed at the end."""
-    lines = [line.strip("= \n") for line in log.read_text(errors="replace").splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    lines = [re.sub(r"^\s*\d+\.\d+ ", "", line).strip("= \n") for line in log.read_text(errors="replace").splitlines() if re.search(r"\d+ (passed|failed)", line)]
     return lines[-1] if lines else None
 
 
@@ -158,6 +161,8 @@ def main() -> None:
         stages: dict = {}
         times = measure(parts, Path(tmp), args.logs, stages)
     report = {**machine(), "load_before": load_before, "load_after": os.getloadavg(), "seconds": times}
+    if "changed_files" in stages:
+        report["changed_files"] = stages.pop("changed_files")
     if stages:
         report["stages"] = stages
         every = [t for part in stages.values() for t in part.values()]

@@ -66,3 +66,23 @@ def _seed_and_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def _started_for(path: Path) -> list[int]:
+    """Processes whose command line names ``path``, without the children they fork (a fork
+    shows its parent's command line until it execs)."""
+    found: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.fsencode(path) in (entry / "cmdline").read_bytes():
+                found[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return sorted(pid for pid, parent in found.items() if parent not in found)
+
+
+@pytest.fixture
+def processes_started_for():
+    """``processes_started_for(socket_path) -> [pid, ...]``: the background services started
+    for that socket (hrseg.runtime.background), counted from /proc."""
+    return _started_for

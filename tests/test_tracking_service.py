@@ -138,6 +138,20 @@ def test_concurrent_callers_start_one_service(private_tmp):
     assert len(service_pids(private_tmp)) == 1
 
 
+def test_a_prestarted_service_is_the_one_callers_then_use(private_tmp, processes_started_for):
+    """``prestart`` returns without waiting; a second prestart and a caller that comes while
+    it still starts (importing mlflow takes seconds) use that service instead of another."""
+    path = service.socket_path()
+    service.prestart()
+    service.prestart()
+    started = processes_started_for(path)  # a second service would still be importing mlflow
+    assert len(started) == 1
+    connection = service.connect()
+    assert connection is not None
+    connection.close()
+    assert processes_started_for(path) == started and len(service_pids(private_tmp)) == 1
+
+
 def test_a_dead_services_socket_is_replaced(private_tmp, store):
     path = service.socket_path()
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -158,19 +158,7 @@ def test_an_exception_is_reported_as_in_its_own_process(folder):
     assert "ValueError: boom from the script" in result.stderr and "Traceback" in result.stderr
 
 
-def _processes_serving(path: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.fsencode(path) in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
-def test_a_prestarted_server_is_the_one_the_next_script_uses(folder):
+def test_a_prestarted_server_is_the_one_the_next_script_uses(folder, processes_started_for):
     """Light stages start the server without waiting (``warm.prestart``); a second prestart and
     a script that arrives while it is still preloading wait for that one instead of starting
     another."""
@@ -179,11 +167,11 @@ def test_a_prestarted_server_is_the_one_the_next_script_uses(folder):
     environ = {**os.environ, "PYTHONPATH": str(REPO), "PRESTART_PROBE": "1"}  # a server of its own
     path = background.socket_in(background.private_dir(warm.ENV_DIR), f"warm-{warm.server_key(environ)}.sock")
     subprocess.run([sys.executable, "-c", "from hrseg.runtime import warm; warm.prestart(); warm.prestart()"], env=environ, check=True, timeout=60)
-    servers = _processes_serving(path)
+    servers = processes_started_for(path)
     assert len(servers) == 1
     report = _report(_run(folder, "report", "0", env={"PRESTART_PROBE": "1"}))
     assert report["warm"] is True and report["server"] == servers[0]
-    assert _processes_serving(path) == servers and not background.being_started(path)
+    assert processes_started_for(path) == servers and not background.being_started(path)
 
 
 def test_a_stale_starting_marker_does_not_stop_a_start(tmp_path):

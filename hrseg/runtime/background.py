@@ -160,9 +160,13 @@ def being_started(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     try:
-        return os.fsencode(path) in Path(f"/proc/{pid}/cmdline").read_bytes()  # a zombie has an empty one
-    except OSError:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return not Path("/proc/self").exists()  # no /proc: trust the pid
+    if not command:  # a zombie, or a process in the middle of its exec (just started)
+        return state != "Z"
+    return os.fsencode(path) in command
 
 
 def _start(path: Path, start: Callable[[], subprocess.Popen], pattern: str) -> subprocess.Popen | None:

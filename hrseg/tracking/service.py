@@ -184,6 +184,15 @@ def connect(*, start: bool = True, timeout: float = START_TIMEOUT_S) -> Connecti
     return connection
 
 
+def prestart() -> None:
+    """Start this installation's service in the background, without waiting for it: a process
+    that will log soon (the pipeline's first stage) lets mlflow's import overlap its own work.
+    Nothing happens when the service is switched off, answers, or is being started."""
+    path = None if background.switched_off(ENV_SWITCH) else socket_path()
+    if path is not None:
+        background.start_in_background(path, background.answers(_try_connect), lambda: _spawn(path), pattern="tracking-*.sock")
+
+
 def stop_service(timeout: float = 10.0) -> bool:
     """Ask this installation's service to exit (tests, benchmarks); True if one was running."""
     path = socket_path()
