@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # start the torch stages' warm-start server now (hrseg.runtime.warm), before imports change the environment
+if __name__ == "__main__":  # start the background services now: the torch stages' warm-start server (before imports change the environment) and the tracking service
     from hrseg.runtime.warm import prestart
+    from hrseg.tracking.service import prestart as prestart_tracking
 
     prestart()
+    prestart_tracking()
 
 import argparse
 

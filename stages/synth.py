@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # start the torch stages' warm-start server (hrseg.runtime.warm), before imports change the environment, and the tracking service
+if __name__ == "__main__":  # start the background services now: the torch stages' warm-start server (before imports change the environment) and the tracking service
     from hrseg.runtime.warm import prestart
     from hrseg.tracking.service import prestart as prestart_tracking
 
