@@ -186,7 +186,7 @@ def connect(*, start: bool = True, timeout: float = START_TIMEOUT_S) -> Connecti
 
 def prestart() -> None:
     """Start this installation's service in the background, without waiting for it: a process
-    that will log soon (the pipeline's first stage) lets mlflow's import overlap its own work.
+    that will log soon (the light pipeline stages) lets mlflow's import overlap its own work.
     Nothing happens when the service is switched off, answers, or is being started."""
     path = None if background.switched_off(ENV_SWITCH) else socket_path()
     if path is not None:
