@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,15 @@ def _seed_and_logging():
 
 def _started_for(path: Path) -> list[int]:
     """Processes whose command line names ``path``, without the children they fork (a fork
-    shows its parent's command line until it execs)."""
+    shows its parent's command line until it execs). A process in the middle of its exec shows
+    an empty one for an instant, so an empty answer is asked again for up to 5 s."""
+    deadline = time.monotonic() + 5.0
+    while not (found := _started_for_once(path)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def _started_for_once(path: Path) -> list[int]:
     found: dict[int, int] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
