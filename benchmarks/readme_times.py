@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/readme_times.py                   # set-up, pipeline and tests
     .venv/bin/python benchmarks/readme_times.py --only setup,row  # a part (setup, row, pipeline, tests)
     .venv/bin/python benchmarks/readme_times.py --json benchmarks/results/readme_times.json
-    .venv/bin/python benchmarks/readme_times.py --logs /tmp/times  # keep the logs; per-stage times
+    .venv/bin/python benchmarks/readme_times.py --logs /tmp/times  # keep the stamped logs
 
 What it runs, each in a fresh `git clone` of this checkout's HEAD in a temporary folder (so
 uncommitted changes are not measured), exactly as the README's commands do:
@@ -89,39 +89,41 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 
-def measure(parts: list[str], work: Path, keep: Path | None, stages: dict) -> dict:
-    """Seconds per part; with ``keep``, the row and pipeline logs are copied there and
-    ``stages`` gets their ``stage_times``."""
+def measure(parts: list[str], work: Path, keep: Path | None) -> dict:
+    """``seconds`` per part; for the row and pipeline parts also ``stages`` (their
+    ``stage_times``) and ``changed_files`` (committed files the pipeline changed; empty: every
+    committed result and dvc.lock reproduced). With ``keep``, the logs are copied there."""
     times: dict[str, float] = {}
+    results: dict = {"seconds": times}
     logs = work / "logs"
     logs.mkdir()
+
+    def timed(part: str, cmd: str, repo: Path) -> None:
+        log = logs / f"{part}.log"
+        times[part] = run(cmd, repo, log)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, keep / log.name)
+
     env_setup = "python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt -e ."
     if {"setup", "row", "pipeline"} & set(parts):
         repo = clone(work / "pipeline")
-        times["setup"] = run(env_setup, repo, logs / "setup.log")
+        timed("setup", env_setup, repo)
         if "row" in parts or "pipeline" in parts:
-            times["row"] = run(". .venv/bin/activate && dvc repro eval_cityscapes_ocr", repo, logs / "row.log")
+            timed("row", ". .venv/bin/activate && dvc repro eval_cityscapes_ocr", repo)
+            results["stages"] = {"row": stage_times(logs / "row.log")}
         if "pipeline" in parts:
-            times["pipeline"] = run(". .venv/bin/activate && dvc repro", repo, logs / "pipeline.log")
-            changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, check=True).stdout.split("\n")
-            stages["changed_files"] = [line for line in changed if line]  # empty: every committed result and dvc.lock reproduced
-            print(f"committed files the pipeline changed: {', '.join(stages['changed_files']) or 'none'}")
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-            for name in ("row", "pipeline"):
-                if (logs / f"{name}.log").exists():
-                    stages[name] = stage_times(logs / f"{name}.log")
-                    shutil.copy(logs / f"{name}.log", keep / f"{name}.log")
+            timed("pipeline", ". .venv/bin/activate && dvc repro", repo)
+            results["stages"]["pipeline"] = stage_times(logs / "pipeline.log")
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, check=True)
+            results["changed_files"] = [line for line in status.stdout.split("\n") if line]
+            print(f"committed files the pipeline changed: {', '.join(results['changed_files']) or 'none'}")
     if "tests" in parts:
-        repo = clone(work / "tests")
-        times["tests"] = run("scripts/test.sh", repo, logs / "tests.log")
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(logs / "tests.log", keep / "tests.log")
+        timed("tests", "scripts/test.sh", clone(work / "tests"))
         summary = pytest_summary(logs / "tests.log")
         if summary:
             print(f"scripts/test.sh: {summary}")
-    return times
+    return results
 
 
 def pytest_summary(log: Path) -> str | None:
@@ -150,7 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {', '.join(PARTS)}")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--logs", type=Path, help="keep the logs (lines stamped with seconds) in this folder; the JSON then has per-stage times")
+    parser.add_argument("--logs", type=Path, help="keep the logs (lines stamped with seconds) in this folder")
     args = parser.parse_args()
     parts = [p for p in args.only.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
@@ -158,14 +160,11 @@ def main() -> None:
         raise SystemExit(f"unknown part(s) {', '.join(unknown)}; expected {', '.join(PARTS)}")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="hrseg-readme-times-") as tmp:
-        stages: dict = {}
-        times = measure(parts, Path(tmp), args.logs, stages)
-    report = {**machine(), "load_before": load_before, "load_after": os.getloadavg(), "seconds": times}
-    if "changed_files" in stages:
-        report["changed_files"] = stages.pop("changed_files")
-    if stages:
-        report["stages"] = stages
-        every = [t for part in stages.values() for t in part.values()]
+        results = measure(parts, Path(tmp), args.logs)
+    times = results["seconds"]
+    report = {**machine(), "load_before": load_before, "load_after": os.getloadavg(), **results}
+    if "stages" in results:
+        every = [t for part in results["stages"].values() for t in part.values()]
         print(f"{len(every)} stages: own work {sum(t['work'] for t in every):.0f} s, fixed cost {sum(t['fixed'] for t in every):.0f} s")
     print(f"{report['date']}, {report['cpu']}, {report['cores']} cores, load {load_before[0]:.1f} -> {report['load_after'][0]:.1f}:")
     for line in in_words(times):
