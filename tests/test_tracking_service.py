@@ -152,6 +152,21 @@ def test_a_prestarted_service_is_the_one_callers_then_use(private_tmp, processes
     assert processes_started_for(path) == started and len(service_pids(private_tmp)) == 1
 
 
+def test_a_caller_waiting_for_a_service_that_dies_starting_starts_its_own(private_tmp):
+    """A caller that finds a service being started waits for it; when that one dies before it
+    listens, the caller starts one itself instead of giving up."""
+    from hrseg.runtime import background
+
+    path = service.socket_path()
+    doomed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)", str(path)])  # "starting" for path, then gone
+    path.with_name(path.name + ".starting").write_text(str(doomed.pid))
+    assert background.being_started(path)
+    connection = service.connect()
+    assert connection is not None
+    connection.close()
+    assert doomed.poll() is not None and len(service_pids(private_tmp)) == 1
+
+
 def test_a_dead_services_socket_is_replaced(private_tmp, store):
     path = service.socket_path()
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -207,14 +207,22 @@ def connect_or_start(
         connection = try_connect(path, 5.0)  # another caller started it while we waited
         if connection is not None:
             return connection
-        process = None if being_started(path) else _start(path, start, pattern)
+        waiting = being_started(path)  # for a service another caller started
+        process = None if waiting else _start(path, start, pattern)
+        if process is None and not waiting:
+            return None  # it could not be started
         while time.monotonic() < deadline:
             connection = try_connect(path, max(0.1, deadline - time.monotonic()))
             if connection is not None:
                 return connection
             if process is None and not being_started(path):
-                return try_connect(path, 1.0)  # the other starter's service listens now, or died
-            if process is not None and process.poll() is not None:
+                connection = try_connect(path, 1.0)  # the other starter's service listens now (it drops the marker once it does) ...
+                if connection is not None:
+                    return connection
+                process = _start(path, start, pattern)  # ... or it died before it did: start one here
+                if process is None:
+                    return None
+            elif process is not None and process.poll() is not None:
                 return None
             time.sleep(0.02)
     return None
