@@ -67,19 +67,19 @@ class ForwardCase:
         return f"{self.backbone}_{self.head}"
 
 
-FAST_PATHS = ("channels_last", "folded", "folded_cl")
+FAST_PATHS = ("channels_last", "folded", "folded_cl", "winograd")
 
 
 def forward_cases(quick: bool) -> list[ForwardCase]:
     """What to time. The full run adds ONNX Runtime (if installed) and runs 1024x2048 for the
-    eager reference, ``folded_cl`` and ``onnx`` only (4x the pixels; about 17 s per W48+OCR
+    eager reference, ``folded_cl``, ``winograd`` and ``onnx`` only (4x the pixels; about 17 s per W48+OCR
     eager forward here)."""
     models = (("hrnetv2_w48", "ocr"), ("hrnetv2_w48", "fcn"), ("hrnetv2_w18_small_v2", "ocr"))
     if quick:
         return [ForwardCase(b, h, 128, 256, ("eager", "channels_last", "folded_cl"), 2) for b, h in models]
     onnx = ("onnx",) if onnx_path_available() else ()
     cases = [ForwardCase(b, h, 512, 1024, ("eager", *FAST_PATHS, *onnx), 3) for b, h in models]
-    cases += [ForwardCase(b, h, 1024, 2048, ("eager", "folded_cl", *onnx), 2) for b, h in models]
+    cases += [ForwardCase(b, h, 1024, 2048, ("eager", "folded_cl", "winograd", *onnx), 2) for b, h in models]
     return cases
 
 

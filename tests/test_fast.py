@@ -23,6 +23,7 @@ import pytest
 import torch
 from torch import nn
 
+from hrseg.evaluation import inference_paths
 from hrseg.evaluation.inference_paths import (
     INFERENCE_PATHS,
     ONNX_MIN_PARAMS,
@@ -33,10 +34,11 @@ from hrseg.evaluation.inference_paths import (
     prepare_inference_model,
     resolve_path,
 )
+from hrseg.evaluation.winograd import WinogradConv2d, WinogradRule, winograd_available
 from hrseg.models import build_model
 from hrseg.models.checkpoint import load_checkpoint
 
-FP32_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "onnx")
+FP32_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "winograd", "onnx")
 TOL_VS_FLOAT64 = 1.5e-4
 TOL_VS_EAGER = 2e-4
 MIN_ARGMAX_AGREEMENT = 0.999
@@ -99,12 +101,17 @@ def test_eager_path_is_the_plain_model(parity_model, parity_io, eager_outputs):
     assert torch.equal(plain["out"], eager_outputs["out"])
 
 
-def test_auto_on_cpu_is_folded_channels_last_for_small_models():
+def test_auto_on_cpu_is_winograd_where_nnpack_runs(monkeypatch):
+    expected = "winograd" if winograd_available() else "folded_cl"
+    assert resolve_path("auto", torch.device("cpu")) == expected
+    assert prepare_inference_model(tiny_model(), "auto").path == expected
+    monkeypatch.setattr(inference_paths, "winograd_available", lambda: False)
     assert resolve_path("auto", torch.device("cpu")) == "folded_cl"
     assert prepare_inference_model(tiny_model(), "auto").path == "folded_cl"
 
 
-def test_auto_on_cpu_is_onnx_for_w48_when_onnxruntime_is_installed(monkeypatch):
+def test_auto_on_cpu_without_nnpack_is_onnx_for_w48_when_onnxruntime_is_installed(monkeypatch):
+    monkeypatch.setattr(inference_paths, "winograd_available", lambda: False)
     with torch.device("meta"):
         w48 = build_model("hrnetv2_w48", "ocr", 19)
     assert sum(p.numel() for p in w48.parameters()) >= ONNX_MIN_PARAMS
@@ -113,6 +120,32 @@ def test_auto_on_cpu_is_onnx_for_w48_when_onnxruntime_is_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
     assert resolve_path("auto", torch.device("cpu"), w48) == "folded_cl"
     assert resolve_path("auto", torch.device("cuda"), w48) == "folded_cl"
+
+
+def test_winograd_path_is_cpu_only():
+    with pytest.raises(InferencePathError, match="runs on the CPU"):
+        resolve_path("winograd", torch.device("cuda"))
+
+
+@pytest.mark.skipif(not winograd_available(), reason="NNPACK does not run on this CPU")
+def test_winograd_layers_taken_on_the_parity_fixture_stay_within_tolerance(parity_model, parity_io, eager_outputs, monkeypatch):
+    """The fixture's input is too small for the default rule (OCR's 270 -> 512 layer sees
+    32 x 64 pixels): a rule that takes every input makes that layer run through NNPACK."""
+    model = prepare_inference_model(parity_model, "winograd")
+    layers = [m for m in model.module.modules() if isinstance(m, WinogradConv2d)]
+    assert [m.conv.in_channels * m.conv.out_channels for m in layers] == [270 * 512]
+    for layer in layers:
+        layer.rule = WinogradRule(min_pixels=1)
+    calls = []
+    nnpack = torch._nnpack_spatial_convolution
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", lambda *args: calls.append(args[0].shape) or nnpack(*args))
+    outputs = model(parity_io["input"])
+    assert calls == [(1, 270, 32, 64)]
+    for key in ("out", "aux"):
+        assert (outputs[key].double() - parity_io[f"{key}64"]).abs().max().item() <= TOL_VS_FLOAT64
+        assert (outputs[key] - eager_outputs[key]).abs().max().item() <= TOL_VS_EAGER
+    agreement = (outputs["out"].argmax(1) == eager_outputs["out"].argmax(1)).float().mean().item()
+    assert agreement >= MIN_ARGMAX_AGREEMENT
 
 
 def test_callers_model_is_untouched(parity_model, parity_io):
@@ -209,9 +242,10 @@ def test_onnx_path_without_its_packages_says_how_to_install(monkeypatch, package
     monkeypatch.setitem(sys.modules, package, None)  # makes `import <package>` fail
     with pytest.raises(InferencePathError, match=rf"needs {package}, not installed.*hrseg\[onnx\]"):
         prepare_inference_model(tiny_model(), "onnx")
+    monkeypatch.setattr(inference_paths, "winograd_available", lambda: False)
     with torch.device("meta"):
         w48 = build_model("hrnetv2_w48", "ocr", 19)
-    assert resolve_path("auto", torch.device("cpu"), w48) == "folded_cl"  # auto falls back
+    assert resolve_path("auto", torch.device("cpu"), w48) == "folded_cl"  # auto without NNPACK falls back
 
 
 def test_every_listed_path_is_documented():

@@ -34,7 +34,7 @@ def evaluate_cli(
     batch: Annotated[int | None, typer.Option(help="Network inputs per forward pass, mirrored copies and windows included (default: the recipe's eval.batch_size, 1 = the official order, bit-exact; 2+ is faster on GPUs, and on CPUs for small windows: the embedded recipes use 8).")] = None,
     align_corners: Annotated[bool | None, typer.Option("--align-corners/--no-align-corners", help=ALIGN_CORNERS_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
-    path: Annotated[str, typer.Option(help="Inference path: auto (default: fastest within float32 tolerance), eager (bit-exact official arithmetic), channels_last, folded, folded_cl, onnx, cuda_fp16, cuda_bf16.")] = "auto",
+    path: Annotated[str, typer.Option(help="Inference path: auto (default: fastest within float32 tolerance), eager (bit-exact official arithmetic), channels_last, folded, folded_cl, winograd (CPU), onnx, cuda_fp16, cuda_bf16.")] = "auto",
     num_samples: Annotated[int | None, typer.Option(help="Evaluate only the first N images of the list.")] = None,
     overlays: Annotated[int | None, typer.Option(help="Number of overlay pictures (default: the recipe's eval.num_overlays).")] = None,
     save_predictions: Annotated[bool, typer.Option("--save-predictions", help="Also write predictions/<name>.png for labelled splits.")] = False,

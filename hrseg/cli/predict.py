@@ -34,7 +34,7 @@ def predict_cli(
     overrides: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe value (with --recipe), e.g. --set eval.batch_size=2.")] = None,
     batch: Annotated[int | None, typer.Option(help="Network inputs per forward pass, mirrored copies and windows included (default: the recipe's eval.batch_size, 1 = the official order, bit-exact; 2+ is faster on GPUs).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: cuda when available).")] = None,
-    path: Annotated[str, typer.Option(help="Inference path: auto (default), eager, channels_last, folded, folded_cl, onnx, cuda_fp16, cuda_bf16.")] = "auto",
+    path: Annotated[str, typer.Option(help="Inference path: auto (default), eager, channels_last, folded, folded_cl, winograd (CPU), onnx, cuda_fp16, cuda_bf16.")] = "auto",
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="Also write overlays/<name>.png.")] = True,
     workers: Annotated[int, typer.Option(help="Image-reading worker processes.")] = 2,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,

@@ -12,19 +12,22 @@ Paths (``INFERENCE_PATHS``):
 ``channels_last``  fp32, NHWC memory layout (faster convolutions on CPU and on tensor-core GPUs).
 ``folded``         fp32, every BatchNorm that directly follows a convolution folded into it.
 ``folded_cl``      ``folded`` + ``channels_last``.
+``winograd``       ``folded_cl`` with the large 3x3 convolutions (OCR's ``conv3x3_ocr``) run by
+                   NNPACK's Winograd kernel on large inputs (CPU; ``hrseg.evaluation.winograd``).
 ``onnx``           the model exported to ONNX and run by ONNX Runtime (CPU provider); needs
                    ``onnxruntime`` (``pip install 'hrseg[onnx]'``).
 ``cuda_fp16``      ``folded_cl`` under fp16 autocast (CUDA only). **Opt-in: changes results
 ``cuda_bf16``      beyond float tolerance** (bf16 autocast likewise).
-``auto``           the fastest path that keeps float32 numerics on the device: on CPU, ``onnx``
-                   for models of at least ``ONNX_MIN_PARAMS`` parameters (the W32/W48 models)
-                   when onnxruntime is installed, else ``folded_cl``; ``folded_cl`` on CUDA;
-                   ``folded`` elsewhere. Measured on the 2-core development CPU by
-                   ``benchmarks/run_all.py`` (``benchmarks/RESULTS.md``), W48+OCR at 512x1024:
-                   eager 4.96 s, folded_cl 1.44x, onnx 1.55x; at 1024x2048 folded_cl 1.54x,
-                   onnx 1.68x; for W18-Small-v2 folded_cl and onnx are about equal. The ONNX
-                   export costs a few seconds per preparation for W48 (once per
-                   ``hrseg evaluate`` or ``hrseg predict`` call), ~1 s for the small models.
+``auto``           the fastest path that keeps float32 numerics on the device: on CPU
+                   ``winograd`` where NNPACK runs (x86-64 with AVX2, ARM with NEON), else
+                   ``onnx`` for models of at least ``ONNX_MIN_PARAMS`` parameters when
+                   onnxruntime is installed, else ``folded_cl``; ``folded_cl`` on CUDA;
+                   ``folded`` elsewhere. Measured side by side on the 2-core development CPU
+                   (``benchmarks/bench_winograd.py``, ``benchmarks/RESULTS.md``): ``winograd`` is
+                   the fastest of the fp32 paths for W48+OCR and W18-Small-v2+OCR at 512x1024
+                   and in 6-scale evaluation; ``onnx`` was faster than ``folded_cl`` for W48 in
+                   an earlier run on this machine and slower in a later one, and its export
+                   costs a few seconds per preparation for W48.
 
 All fp32 paths differ from ``eager`` only by float32 rounding (tested on the parity fixture).
 On CUDA, PyTorch's default TF32 convolutions apply to ``eager`` and ``auto`` alike; hrseg never
@@ -49,11 +52,12 @@ from torch.overrides import TorchFunctionMode
 
 from hrseg.errors import HrsegError
 from hrseg.evaluation.export import export_onnx
+from hrseg.evaluation.winograd import use_winograd, winograd_available
 from hrseg.runtime.distributed import unwrap_model
 
 log = logging.getLogger(__name__)
 
-INFERENCE_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "onnx", "cuda_fp16", "cuda_bf16")
+INFERENCE_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "winograd", "onnx", "cuda_fp16", "cuda_bf16")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ PATHS: dict[str, PathInfo] = {
     "channels_last": PathInfo("fp32, channels_last (NHWC) memory layout", exact=True),
     "folded": PathInfo("fp32, BatchNorm folded into the preceding convolutions", exact=True),
     "folded_cl": PathInfo("fp32, BatchNorm folded + channels_last", exact=True),
+    "winograd": PathInfo("fp32, folded_cl + NNPACK Winograd for the large 3x3 convolutions on CPU", exact=True),
     "onnx": PathInfo("ONNX export run by ONNX Runtime (CPU provider)", exact=True),
     "cuda_fp16": PathInfo("CUDA fp16 autocast on folded + channels_last; changes results beyond float32 tolerance", exact=False, needs_cuda=True),
     "cuda_bf16": PathInfo("CUDA bf16 autocast on folded + channels_last; changes results beyond float32 tolerance", exact=False, needs_cuda=True),
@@ -349,9 +354,13 @@ def resolve_path(path: str, device: torch.device, model: nn.Module | None = None
         raise InferencePathError(f"unknown inference path {path!r}; valid: {', '.join(INFERENCE_PATHS)}")
     if path == "auto":
         if device.type == "cpu":
+            if winograd_available():
+                return "winograd"
             large = model is not None and sum(p.numel() for p in model.parameters()) >= ONNX_MIN_PARAMS
             return "onnx" if large and onnx_path_available() else "folded_cl"
         return "folded_cl" if device.type == "cuda" else "folded"
+    if path == "winograd" and device.type != "cpu":
+        raise InferencePathError(f"inference path 'winograd' runs on the CPU (NNPACK), got device {device}; use 'folded_cl' on {device.type}")
     if PATHS[path].needs_cuda:
         if not torch.cuda.is_available():
             raise InferencePathError(f"inference path {path!r} needs a CUDA GPU; none is available here")
@@ -395,13 +404,15 @@ def prepare_inference_model(
         common["device"] = torch.device("cpu")  # ONNX Runtime's CPU provider; outputs go back to x's device
         return InferenceModel(_onnx_runner(base, size, has_aux), **common)
 
-    fold = chosen in ("folded", "folded_cl", "cuda_fp16", "cuda_bf16")
-    channels_last = chosen in ("channels_last", "folded_cl", "cuda_fp16", "cuda_bf16")
+    fold = chosen in ("folded", "folded_cl", "winograd", "cuda_fp16", "cuda_bf16")
+    channels_last = chosen in ("channels_last", "folded_cl", "winograd", "cuda_fp16", "cuda_bf16")
     module = copy.deepcopy(base).to(device).eval()
     if fold:
         module = _fold_in_place(module, size)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
+    if chosen == "winograd" and not use_winograd(module):
+        log.info("inference path 'winograd': no layer of this model is large enough for Winograd (or NNPACK is not available): it runs as 'folded_cl'")
     for param in module.parameters():
         param.requires_grad_(False)
     autocast = {"cuda_fp16": torch.float16, "cuda_bf16": torch.bfloat16}.get(chosen)

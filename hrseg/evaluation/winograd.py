@@ -1,0 +1,137 @@
+"""Winograd convolutions for the large 3x3 layers on CPU (NNPACK), for inference.
+
+Why: on a CPU the fp32 paths already run the convolutions near the machine's matrix-multiply
+rate (``benchmarks/RESULTS.md``), so only fewer multiplications can make them much faster.
+NNPACK, which PyTorch's CPU wheels ship, computes a 3x3 convolution by Winograd's F(6x6, 3x3)
+transform: 5.1x fewer multiplications, paid for by transforming input, kernel and output
+tiles. That pays only when a layer has many channels *and* many pixels. In HRNet+OCR one layer
+is such a layer: OCR's ``conv3x3_ocr`` (720 -> 512 channels for W48, 270 -> 512 for
+W18-Small-v2, at 1/4 of the input resolution), a third of W48+OCR's multiply-adds and close to
+half of W18-Small-v2+OCR's. On the 2-core development CPU it runs 2.0-2.3x faster this way at
+512x1024 inputs and above, the layout conversions included (``benchmarks/bench_winograd.py``).
+The backbone's branch convolutions (48-384 channels) are no faster or slower, so they keep
+oneDNN's direct convolution.
+
+Numerics: the Winograd transforms round differently from a direct convolution. Measured on a
+720 -> 512 layer, the error against float64 is 1.5e-5 of the output's largest magnitude
+against 5e-6 for the direct one; the inference-path tests hold the whole model to the same
+tolerances as every other float32 path.
+
+Memory: NNPACK keeps a per-thread workspace after its first call, sized by the largest input
+it has seen: about 610 MiB for W48+OCR's layer at 1024x2048 (a 256x512 input), 170 MiB at
+512x1024. A single 1024x2048 W48+OCR forward added 2.2-2.4 GiB to the resident size against
+1.6 GiB for ``folded_cl`` (measured 2026-12-01, fresh processes); pick ``folded_cl`` where
+that matters.
+
+``WinogradRule`` says which layers and which inputs take this route; it is decided per call
+from the input's size, so one prepared model serves every scale and window size.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WinogradRule:
+    """Which 3x3 convolutions run as Winograd: those with at least ``min_channel_product``
+    input x output channels, on inputs of at least ``min_pixels`` (height x width) pixels.
+
+    The defaults are the break-even points measured on the 2-core development CPU
+    (``benchmarks/bench_winograd.py --layers``): 720 -> 512 at 32x64 pixels was 1.5x faster,
+    at 16x32 2.2x slower; 384 -> 384 at 64x128 1.9x faster, at 32x64 1.1x slower;
+    128 -> 128 at 128x256 1.2x slower."""
+
+    min_channel_product: int = 256 * 256
+    min_pixels: int = 64 * 64
+
+    def takes_layer(self, conv: nn.Conv2d) -> bool:
+        return (
+            type(conv) is nn.Conv2d
+            and conv.kernel_size == (3, 3)
+            and conv.stride == (1, 1)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
+            and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple)
+            and conv.in_channels * conv.out_channels >= self.min_channel_product
+        )
+
+    def takes_input(self, x: torch.Tensor) -> bool:
+        return x.shape[-2] * x.shape[-1] >= self.min_pixels
+
+
+def winograd_available() -> bool:
+    """True when this PyTorch build has NNPACK and it initialises on this CPU (it needs AVX2
+    on x86-64, NEON on ARM). The first call initialises NNPACK; its thread pool is created at
+    its first convolution with ``torch.get_num_threads()`` threads and keeps that size."""
+    return bool(torch.backends.nnpack.is_available() and torch._nnpack_available())
+
+
+class WinogradConv2d(nn.Module):
+    """A 3x3 convolution that runs NNPACK's Winograd kernel on large enough float32 CPU
+    inputs without autograd, and the wrapped ``nn.Conv2d`` otherwise. The output has the
+    input's memory format either way."""
+
+    def __init__(self, conv: nn.Conv2d, rule: WinogradRule) -> None:
+        super().__init__()
+        if not rule.takes_layer(conv):
+            raise ValueError(f"{conv} is not a layer the Winograd rule {rule} takes")
+        self.conv = conv
+        self.rule = rule
+        # NNPACK reads the weight and bias memory as they are: keep dense NCHW copies.
+        weight = conv.weight.detach().contiguous(memory_format=torch.contiguous_format)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=weight.dtype, device=weight.device)
+        self.register_buffer("nchw_weight", weight.clone(), persistent=False)
+        self.register_buffer("nchw_bias", bias.contiguous().clone(), persistent=False)
+
+    def _takes(self, x: torch.Tensor) -> bool:
+        return (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.nchw_weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad))
+            and self.rule.takes_input(x)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._takes(x):
+            return self.conv(x)
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        y = self._nchw_forward(x)  # the NCHW copy of x is freed on return: lower peak memory
+        return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+
+    def _nchw_forward(self, x: torch.Tensor) -> torch.Tensor:
+        padding = list(self.conv.padding)
+        outputs = []
+        for i in range(x.shape[0]):
+            # One image per call: PyTorch hands a batch of one to NNPACK's inference kernel
+            # (Winograd for 3x3) and larger batches to its training kernel, slower here.
+            image = x[i : i + 1].contiguous()
+            outputs.append(torch._nnpack_spatial_convolution(image, self.nchw_weight, self.nchw_bias, padding, [1, 1]))
+            del image
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def use_winograd(model: nn.Module, rule: WinogradRule | None = None) -> list[str]:
+    """Replace, in place, every convolution of ``model`` that ``rule`` takes by a
+    :class:`WinogradConv2d` wrapping it; returns the replaced modules' names (none when
+    NNPACK is not available here, see :func:`winograd_available`)."""
+    rule = rule or WinogradRule()
+    if not winograd_available():
+        log.info("NNPACK is not available on this machine: no Winograd convolutions")
+        return []
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d) and rule.takes_layer(module)]
+    for name in names:
+        parent_name, _, leaf = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, leaf, WinogradConv2d(getattr(parent, leaf), rule))
+    log.debug("Winograd (NNPACK) for %d convolutions: %s", len(names), ", ".join(names))
+    return names
+
