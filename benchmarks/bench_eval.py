@@ -21,9 +21,10 @@ Methods, all on the same model and the same image:
   scores, under ``torch.inference_mode``;
 - ``hrseg_batch2``: the same with the mirrored copy in the original's forward pass
   (``--path eager --batch 2``; for GPUs: on CPU it is slower);
-- ``hrseg_auto``: ``hrseg.evaluation.inference_paths`` path ``auto`` (``winograd`` where NNPACK
-  runs: BatchNorm folded into the convolutions, channels_last, OCR's 3x3 layer by Winograd;
-  else ``folded_cl``), one input per pass: the ``hrseg evaluate`` / ``hrseg predict`` default;
+- ``hrseg_auto``: ``hrseg.evaluation.inference_paths`` path ``auto``, one input per pass; for
+  this model ``folded_cl`` (BatchNorm folded into the convolutions + channels_last): its OCR
+  layer has 256 outputs to save time, fewer than the Winograd rule takes (``bench_winograd.py``
+  measures the official 512): the ``hrseg evaluate`` / ``hrseg predict`` default;
 - ``hrseg_onnx``: path ``onnx`` (ONNX Runtime), when onnxruntime is installed.
 
 Timing: all methods of a case run in one process, *interleaved* (plain, eager, batch2, auto,

@@ -34,7 +34,7 @@ from hrseg.evaluation.inference_paths import (
     prepare_inference_model,
     resolve_path,
 )
-from hrseg.evaluation.winograd import WinogradConv2d, WinogradRule, winograd_available
+from hrseg.evaluation.winograd import WinogradConv2d, winograd_available
 from hrseg.models import build_model
 from hrseg.models.checkpoint import load_checkpoint
 
@@ -83,7 +83,7 @@ def test_fp32_path_matches_reference(path, parity_model, parity_io, eager_output
     model = prepare_inference_model(parity_model, path)
     outputs = model(parity_io["input"])
 
-    assert model.path == resolve_path(path, torch.device("cpu"))
+    assert model.path == resolve_path(path, torch.device("cpu"), parity_model)
     assert model.align_corners is True and model.num_classes == 19
     assert set(outputs) == {"out", "aux"}
     for key in ("out", "aux"):
@@ -101,13 +101,16 @@ def test_eager_path_is_the_plain_model(parity_model, parity_io, eager_outputs):
     assert torch.equal(plain["out"], eager_outputs["out"])
 
 
-def test_auto_on_cpu_is_winograd_where_nnpack_runs(monkeypatch):
+def test_auto_on_cpu_is_winograd_where_nnpack_runs_and_the_model_has_a_large_layer(monkeypatch):
     expected = "winograd" if winograd_available() else "folded_cl"
+    with torch.device("meta"):
+        w18 = build_model("hrnetv2_w18_small_v2", "ocr", 19)  # conv3x3_ocr: 270 -> 512
+    assert resolve_path("auto", torch.device("cpu"), w18) == expected
     assert resolve_path("auto", torch.device("cpu")) == expected
-    assert prepare_inference_model(tiny_model(), "auto").path == expected
-    monkeypatch.setattr(inference_paths, "winograd_available", lambda: False)
-    assert resolve_path("auto", torch.device("cpu")) == "folded_cl"
+    # the tiny model's OCR layer (240 -> 32) is too small: nothing to gain, plain folded_cl
     assert prepare_inference_model(tiny_model(), "auto").path == "folded_cl"
+    monkeypatch.setattr(inference_paths, "winograd_available", lambda: False)
+    assert resolve_path("auto", torch.device("cpu"), w18) == "folded_cl"
 
 
 def test_auto_on_cpu_without_nnpack_is_onnx_for_w48_when_onnxruntime_is_installed(monkeypatch):
@@ -128,14 +131,12 @@ def test_winograd_path_is_cpu_only():
 
 
 @pytest.mark.skipif(not winograd_available(), reason="NNPACK does not run on this CPU")
-def test_winograd_layers_taken_on_the_parity_fixture_stay_within_tolerance(parity_model, parity_io, eager_outputs, monkeypatch):
-    """The fixture's input is too small for the default rule (OCR's 270 -> 512 layer sees
-    32 x 64 pixels): a rule that takes every input makes that layer run through NNPACK."""
+def test_winograd_runs_ocrs_layer_through_nnpack_on_the_parity_fixture(parity_model, parity_io, eager_outputs, monkeypatch):
+    """OCR's 270 -> 512 layer sees 32 x 64 pixels of the fixture's 128 x 256 input: the
+    smallest size the default rule takes."""
     model = prepare_inference_model(parity_model, "winograd")
     layers = [m for m in model.module.modules() if isinstance(m, WinogradConv2d)]
-    assert [m.conv.in_channels * m.conv.out_channels for m in layers] == [270 * 512]
-    for layer in layers:
-        layer.rule = WinogradRule(min_pixels=1)
+    assert [(m.conv.in_channels, m.conv.out_channels) for m in layers] == [(270, 512)]
     calls = []
     nnpack = torch._nnpack_spatial_convolution
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", lambda *args: calls.append(args[0].shape) or nnpack(*args))

@@ -19,15 +19,16 @@ Paths (``INFERENCE_PATHS``):
 ``cuda_fp16``      ``folded_cl`` under fp16 autocast (CUDA only). **Opt-in: changes results
 ``cuda_bf16``      beyond float tolerance** (bf16 autocast likewise).
 ``auto``           the fastest path that keeps float32 numerics on the device: on CPU
-                   ``winograd`` where NNPACK runs (x86-64 with AVX2, ARM with NEON), else
+                   ``winograd`` where NNPACK runs (x86-64 with AVX2, ARM with NEON) and the
+                   model has a layer ``WinogradRule`` takes, else
                    ``onnx`` for models of at least ``ONNX_MIN_PARAMS`` parameters when
                    onnxruntime is installed, else ``folded_cl``; ``folded_cl`` on CUDA;
                    ``folded`` elsewhere. Measured side by side on the 2-core development CPU
-                   (``benchmarks/bench_winograd.py``, ``benchmarks/RESULTS.md``): ``winograd`` is
-                   the fastest of the fp32 paths for W48+OCR and W18-Small-v2+OCR at 512x1024
-                   and in 6-scale evaluation; ``onnx`` was faster than ``folded_cl`` for W48 in
-                   an earlier run on this machine and slower in a later one, and its export
-                   costs a few seconds per preparation for W48.
+                   (``benchmarks/bench_winograd.py``, ``benchmarks/RESULTS.md``, three runs):
+                   W48+OCR at 512x1024 ``folded_cl`` 1.33-1.42x eager, ``onnx`` 1.37-1.52x,
+                   ``winograd`` 1.51-1.75x; 6-scale evaluation of W18-Small-v2+OCR 1.21-1.34x
+                   and 1.34-1.46x over the official loop for ``folded_cl`` and ``winograd``.
+                   ``onnx``'s export costs about 12 s per preparation for W48.
 
 All fp32 paths differ from ``eager`` only by float32 rounding (tested on the parity fixture).
 On CUDA, PyTorch's default TF32 convolutions apply to ``eager`` and ``auto`` alike; hrseg never
@@ -52,7 +53,7 @@ from torch.overrides import TorchFunctionMode
 
 from hrseg.errors import HrsegError
 from hrseg.evaluation.export import export_onnx
-from hrseg.evaluation.winograd import use_winograd, winograd_available
+from hrseg.evaluation.winograd import has_winograd_layers, use_winograd, winograd_available
 from hrseg.runtime.distributed import unwrap_model
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,7 @@ def resolve_path(path: str, device: torch.device, model: nn.Module | None = None
         raise InferencePathError(f"unknown inference path {path!r}; valid: {', '.join(INFERENCE_PATHS)}")
     if path == "auto":
         if device.type == "cpu":
-            if winograd_available():
+            if winograd_available() and (model is None or has_winograd_layers(model)):
                 return "winograd"
             large = model is not None and sum(p.numel() for p in model.parameters()) >= ONNX_MIN_PARAMS
             return "onnx" if large and onnx_path_available() else "folded_cl"

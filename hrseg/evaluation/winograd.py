@@ -7,15 +7,15 @@ transform: 5.1x fewer multiplications, paid for by transforming input, kernel an
 tiles. That pays only when a layer has many channels *and* many pixels. In HRNet+OCR one layer
 is such a layer: OCR's ``conv3x3_ocr`` (720 -> 512 channels for W48, 270 -> 512 for
 W18-Small-v2, at 1/4 of the input resolution), a third of W48+OCR's multiply-adds and close to
-half of W18-Small-v2+OCR's. On the 2-core development CPU it runs 2.0-2.3x faster this way at
-512x1024 inputs and above, the layout conversions included (``benchmarks/bench_winograd.py``).
-The backbone's branch convolutions (48-384 channels) are no faster or slower, so they keep
-oneDNN's direct convolution.
+half of W18-Small-v2+OCR's. On the 2-core development CPU it ran 1.6-2.1x faster this way for
+512x1024 and 1024x2048 inputs, the layout conversions included (``benchmarks/bench_winograd.py``).
+The backbone's branch convolutions (48-384 channels) are slower that way, or at best equal, at
+the sizes they run at, so they keep oneDNN's direct convolution.
 
-Numerics: the Winograd transforms round differently from a direct convolution. Measured on a
-720 -> 512 layer, the error against float64 is 1.5e-5 of the output's largest magnitude
-against 5e-6 for the direct one; the inference-path tests hold the whole model to the same
-tolerances as every other float32 path.
+Numerics: the Winograd transforms round differently from a direct convolution. Measured on
+the OCR layers, the error against float64 is 1.2-1.6e-5 of the output's largest magnitude,
+against 2-4e-6 for the direct kernel; the inference-path tests hold the whole model to the
+same tolerances as every other float32 path.
 
 Memory: NNPACK keeps a per-thread workspace after its first call, sized by the largest input
 it has seen: about 610 MiB for W48+OCR's layer at 1024x2048 (a 256x512 input), 170 MiB at
@@ -40,16 +40,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WinogradRule:
-    """Which 3x3 convolutions run as Winograd: those with at least ``min_channel_product``
-    input x output channels, on inputs of at least ``min_pixels`` (height x width) pixels.
+    """Which 3x3 convolutions run as Winograd: those with at least ``min_out_channels``
+    outputs and ``min_channel_product`` input x output channels, on inputs of at least
+    ``min_pixels`` (height x width) pixels.
 
-    The defaults are the break-even points measured on the 2-core development CPU
-    (``benchmarks/bench_winograd.py --layers``): 720 -> 512 at 32x64 pixels was 1.5x faster,
-    at 16x32 2.2x slower; 384 -> 384 at 64x128 1.9x faster, at 32x64 1.1x slower;
-    128 -> 128 at 128x256 1.2x slower."""
+    The defaults follow the layer table of ``benchmarks/bench_winograd.py`` (2-core development
+    CPU, 2026-12-01/02, three runs): with 512 outputs (OCR's layer) Winograd was 0.9-1.6x the
+    direct kernel at 32x64 pixels (break-even for 270 inputs, a gain for 720), 1.5-2.6x at
+    64x128 and above, and 0.5-0.66x at 16x32. Layers with fewer outputs
+    break even only at 64x128 pixels (384 -> 384: 1.66x there, 0.94x at 32x64; 256 -> 256:
+    1.36x / 0.77x; 128 -> 128 at 128x256: 0.88x); HRNet's such 3x3 layers (the 1/32 branch,
+    256-384 channels) reach that size only on inputs of 2048x4096, so they are left out, and
+    a model without OCR has no layer the default rule takes."""
 
-    min_channel_product: int = 256 * 256
-    min_pixels: int = 64 * 64
+    min_out_channels: int = 512
+    min_channel_product: int = 256 * 512
+    min_pixels: int = 32 * 64
 
     def takes_layer(self, conv: nn.Conv2d) -> bool:
         return (
@@ -60,6 +66,7 @@ class WinogradRule:
             and conv.groups == 1
             and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple)
+            and conv.out_channels >= self.min_out_channels
             and conv.in_channels * conv.out_channels >= self.min_channel_product
         )
 
@@ -117,6 +124,13 @@ class WinogradConv2d(nn.Module):
             outputs.append(torch._nnpack_spatial_convolution(image, self.nchw_weight, self.nchw_bias, padding, [1, 1]))
             del image
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def has_winograd_layers(model: nn.Module, rule: WinogradRule | None = None) -> bool:
+    """Whether ``model`` has a convolution that ``rule`` takes (the embedded profile's small
+    OCR models have none)."""
+    rule = rule or WinogradRule()
+    return any(isinstance(m, nn.Conv2d) and rule.takes_layer(m) for m in model.modules())
 
 
 def use_winograd(model: nn.Module, rule: WinogradRule | None = None) -> list[str]:

@@ -17,7 +17,7 @@ from hrseg.evaluation.winograd import WinogradConv2d, WinogradRule, use_winograd
 pytestmark = pytest.mark.skipif(not winograd_available(), reason="NNPACK does not run on this CPU")
 
 TOL_SCALED = 1e-4
-SMALL_RULE = WinogradRule(min_channel_product=64 * 64, min_pixels=16 * 16)
+SMALL_RULE = WinogradRule(min_out_channels=64, min_channel_product=64 * 64, min_pixels=16 * 16)
 
 
 def conv(cin: int = 64, cout: int = 80, *, bias: bool = True, **kwargs) -> nn.Conv2d:
@@ -102,6 +102,7 @@ def test_use_winograd_replaces_only_the_layers_the_rule_takes():
 def test_default_rule_takes_ocr_layers_at_evaluation_sizes_only():
     rule = WinogradRule()
     assert rule.takes_layer(nn.Conv2d(720, 512, 3, padding=1)) and rule.takes_layer(nn.Conv2d(270, 512, 3, padding=1))
-    assert not rule.takes_layer(nn.Conv2d(48, 48, 3, padding=1)) and not rule.takes_layer(nn.Conv2d(192, 192, 3, padding=1))
-    assert rule.takes_input(torch.empty(1, 1, 128, 256)) and rule.takes_input(torch.empty(1, 1, 64, 64))
-    assert not rule.takes_input(torch.empty(1, 1, 32, 64))
+    for cin, cout in ((48, 48), (192, 192), (384, 384), (240, 32), (240, 512)):  # HRNet branches, tiny OCR
+        assert not rule.takes_layer(nn.Conv2d(cin, cout, 3, padding=1)), (cin, cout)
+    assert rule.takes_input(torch.empty(1, 1, 128, 256)) and rule.takes_input(torch.empty(1, 1, 32, 64))
+    assert not rule.takes_input(torch.empty(1, 1, 16, 64))
