@@ -84,7 +84,8 @@ def winograd_available() -> bool:
 class WinogradConv2d(nn.Module):
     """A 3x3 convolution that runs NNPACK's Winograd kernel on large enough float32 CPU
     inputs without autograd, and the wrapped ``nn.Conv2d`` otherwise. The output has the
-    input's memory format either way."""
+    input's memory format either way. The weights are copied when the layer is wrapped (the
+    inference paths freeze them), so later changes to ``conv``'s weights do not reach NNPACK."""
 
     def __init__(self, conv: nn.Conv2d, rule: WinogradRule) -> None:
         super().__init__()
@@ -111,7 +112,7 @@ class WinogradConv2d(nn.Module):
         if not self._takes(x):
             return self.conv(x)
         channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        y = self._nchw_forward(x)  # the NCHW copy of x is freed on return: lower peak memory
+        y = self._nchw_forward(x)  # each image's NCHW copy is freed before the conversion back
         return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
     def _nchw_forward(self, x: torch.Tensor) -> torch.Tensor:
