@@ -197,12 +197,12 @@ def measure_forward(case: ForwardCase, probe: MatmulProbe) -> list[dict]:
     cost = count(case.backbone, case.head, 19, case.height, case.width)
     model = realistic_model(case.backbone, case.head)
     x = torch.randn(1, 3, case.height, case.width)
-    prepared, prepare_s = {}, {}
+    prepared, prepare_s, outputs = {}, {}, {}
     for path in case.paths:
         start = time.perf_counter()
         prepared[path] = prepare_inference_model(model, path)
         prepare_s[path] = time.perf_counter() - start
-        prepared[path](x)  # warm-up
+        outputs[path] = prepared[path](x)["out"]  # warm-up
     times: dict[str, list[float]] = {path: [] for path in case.paths}
     matmul_times = []
     for _ in range(case.repeats):  # interleaved: every path sees the same background load
@@ -237,6 +237,7 @@ def measure_forward(case: ForwardCase, probe: MatmulProbe) -> list[dict]:
                 "fraction_of_matmul": achieved / matmul_gflops,
                 "ms_per_gmac": 1000 * seconds / cost.gmacs,
                 "speedup_vs_eager": (eager / seconds) if eager else None,
+                **_agreement_with_eager(outputs[path], outputs.get("eager")),
             }
         )
         log.info("forward %s %dx%d %-13s %.3f s  %.1f GFLOP/s (matmul %.1f)  x%.2f", case.name, case.height, case.width, path, seconds, achieved, matmul_gflops, rows[-1]["speedup_vs_eager"] or 0)
@@ -312,6 +313,16 @@ def machine() -> dict:
         "python": platform.python_version(),
         # other processes' load makes every figure slower; it is recorded to judge a run by
         "load_average_1min_at_start": os.getloadavg()[0],
+    }
+
+
+def _agreement_with_eager(out: torch.Tensor, eager: torch.Tensor | None) -> dict:
+    """max |out - eager| / max |eager| and the fraction of pixels with eager's argmax."""
+    if eager is None:
+        return {}
+    return {
+        "scaled_diff_vs_eager": float((out - eager).abs().max() / eager.abs().max()),
+        "argmax_agreement": float((out.argmax(1) == eager.argmax(1)).float().mean()),
     }
 
 

@@ -116,6 +116,7 @@ def _scaled_error(got: torch.Tensor, truth: torch.Tensor) -> float:
 def measure_layers(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
     rows = []
     every_input = WinogradRule(min_out_channels=0, min_channel_product=0, min_pixels=0)
+    default = WinogradRule()
     for cin, cout, height, width in shapes:
         torch.manual_seed(0)
         conv = nn.Conv2d(cin, cout, 3, padding=1).eval()
@@ -134,7 +135,7 @@ def measure_layers(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
                 "pixels": height * width, "channel_product": cin * cout,
                 "direct_ms": 1000 * seconds["direct"], "winograd_ms": 1000 * seconds["winograd"],
                 "speedup": seconds["direct"] / seconds["winograd"],
-                "taken_by_default_rule": WinogradRule().takes_layer(conv) and height * width >= WinogradRule().min_pixels,
+                "taken_by_default_rule": default.takes_layer(conv) and default.takes_input(x),
                 "direct_error": errors["direct"], "winograd_error": errors["winograd"],
             }
         )  # fmt: skip
@@ -144,25 +145,14 @@ def measure_layers(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
 
 
 def measure_models(quick: bool, probe: MatmulProbe) -> list[dict]:
-    from bench_model import realistic_model
-
-    from hrseg.evaluation.inference_paths import prepare_inference_model
-
+    """``bench_model.measure_forward`` per model (which also records each path's logit
+    difference and argmax agreement with eager)."""
     onnx = ("onnx",) if onnx_path_available() else ()
     size = (128, 256) if quick else (512, 1024)
     models = (("hrnetv2_w18_small_v2", "ocr"),) if quick else (("hrnetv2_w48", "ocr"), ("hrnetv2_w18_small_v2", "ocr"))
     rows = []
     for backbone, head in models:
-        case = ForwardCase(backbone, head, *size, ("eager", "folded_cl", "winograd", *onnx), 1 if quick else 3)
-        case_rows = measure_forward(case, probe)
-        model = realistic_model(backbone, head)
-        x = torch.randn(1, 3, *size)
-        outputs = {path: prepare_inference_model(model, path)(x)["out"] for path in case.paths}
-        for row in case_rows:
-            out, eager = outputs[row["path"]], outputs["eager"]
-            row["scaled_diff_vs_eager"] = float((out - eager).abs().max() / eager.abs().max())
-            row["argmax_agreement"] = float((out.argmax(1) == eager.argmax(1)).float().mean())
-        rows += case_rows
+        rows += measure_forward(ForwardCase(backbone, head, *size, ("eager", "folded_cl", "winograd", *onnx), 1 if quick else 3), probe)
     return rows
 
 
