@@ -1,5 +1,5 @@
-"""Training-step variants side by side (issue 16, training throughput): today's loop against
-channels_last, foreach SGD and both, interleaved in one process so that background load hits
+"""Training-step variants side by side (issue 16, training throughput): the plain loop against
+channels_last, foreach SGD, both, and ``train.winograd`` (the default), interleaved in one process so that background load hits
 every variant alike.
 
     .venv/bin/python benchmarks/bench_train.py                  # W18-Small-v2+OCR 256x512 b2, and the embedded model
@@ -32,17 +32,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_model import realistic_model  # noqa: E402
 
 from hrseg.engine.losses import SegmentationLoss  # noqa: E402
+from hrseg.models.winograd import use_winograd_training  # noqa: E402
 from hrseg.recipe import LossConfig  # noqa: E402
 
-VARIANTS = {"eager": (False, False), "channels_last": (True, False), "foreach_sgd": (False, True), "channels_last+foreach": (True, True)}
+VARIANTS = {
+    "eager": (False, False, False), "channels_last": (True, False, False), "foreach_sgd": (False, True, False),
+    "channels_last+foreach": (True, True, False), "winograd": (False, False, True),
+}  # fmt: skip
 CASES = {
     "w18s2_ocr_256x512_b2": ("hrnetv2_w18_small_v2", "ocr", (256, 512), 2, {}),
     "embedded_cityscapes_ocr_64x128_b4": ("hrnetv2_w18_small_v1", "ocr", (64, 128), 4, {"ocr_mid_channels": 32, "ocr_key_channels": 16}),
 }
 
 
-def build(backbone: str, head: str, size: tuple[int, int], batch: int, kwargs: dict, channels_last: bool, foreach: bool):
+def build(backbone: str, head: str, size: tuple[int, int], batch: int, kwargs: dict, channels_last: bool, foreach: bool, winograd: bool = False):
     model = realistic_model(backbone, head, calibration_size=(64, 128), **kwargs).train()
+    if winograd:  # what train.winograd does (hrseg.engine.train): OCR's 3x3 layer by NNPACK
+        use_winograd_training(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss = SegmentationLoss(LossConfig(balance_weights=[0.4, 1.0] if head == "ocr" else [1.0]), num_classes=19, ignore_label=255, align_corners=model.align_corners)

@@ -13,7 +13,7 @@ One process, one run, so that every ratio compares figures taken under the same 
    matrix-multiply rate probed between the timings (on the same kind of machine it has
    measured from 87 to 172 GFLOP/s on different days; every absolute time scales with it).
 2. ``layers``: single 3x3 convolutions, oneDNN's direct kernel (channels_last, as in the
-   ``folded_cl`` path) against ``hrseg.evaluation.winograd.WinogradConv2d`` (NCHW copies
+   ``folded_cl`` path) against ``hrseg.models.winograd.WinogradConv2d`` (NCHW copies
    included), interleaved; error against float64 as a fraction of the largest output. These
    rows set ``WinogradRule``'s thresholds.
 3. ``forward``: whole models, one 512x1024 image, paths side by side (eager, folded_cl,
@@ -43,7 +43,7 @@ from bench_model import ForwardCase, MatmulProbe, machine, measure_forward
 from torch import nn
 
 from hrseg.evaluation.inference_paths import onnx_path_available
-from hrseg.evaluation.winograd import WinogradConv2d, WinogradRule, winograd_available
+from hrseg.models.winograd import WinogradConv2d, WinogradRule, winograd_available
 
 log = logging.getLogger("bench_winograd")
 

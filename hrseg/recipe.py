@@ -95,6 +95,9 @@ class TrainConfig:
     deterministic: bool = False
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
+    # CPU, float32: OCR's large 3x3 layer (>= 512 outputs, hrseg.models.winograd) runs its
+    # forward and input gradient by NNPACK's Winograd kernel (float32 rounding); no other effect
+    winograd: bool = True
     sync_bn: bool = True  # convert BN to SyncBatchNorm under DDP on CUDA only
     checkpoint_every: int = bounded(0, ge=0)  # iterations between mid-epoch checkpoints (0: none)
     checkpoint_epochs: int = bounded(1, ge=1)  # epochs between end-of-epoch checkpoints, the last one always (official: every epoch)

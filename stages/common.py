@@ -24,7 +24,7 @@ from typing import Any, Literal
 from hrseg.config import ConfigError, bounded, from_dict, load_yaml, load_yaml_with_lines, to_dict, unknown_keys_error
 from hrseg.errors import HrsegError
 from hrseg.recipe import KNOB_KEYS, Knobs, ResolvedRecipe, resolve_recipe
-from hrseg.runtime import CpuIsa, pin_cpu_numerics
+from hrseg.runtime import CpuIsa, HostMemory, pin_cpu_numerics, set_host_memory
 from hrseg.runtime.launch import LaunchConfig, torchrun_args
 from hrseg.runtime.tracker import pipeline_tags
 
@@ -47,6 +47,7 @@ class PipelineParams:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = bounded(2, ge=0)  # 0: torch's default (the number of cores)
     cpu_isa: CpuIsa = "avx2"
+    host_memory: HostMemory = "keep"  # never changes results: no stage depends on it
     synth_seed: int = 0
     pretrained_mirror: str = ""
 
@@ -102,7 +103,8 @@ def pipeline_rows(path: Path = ROWS_FILE) -> list[str]:
 def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, PipelineParams], object], *, torchrun: bool = False) -> None:
     """The ``__main__`` of a stage script: log lines with times, arguments parsed, params.yaml
     read and checked, then for the stages that run tensor work (``torchrun``: train, evaluate)
-    CPU numerics pinned (threads, instruction set: results reproduce across machines) and the
+    the host memory policy set and CPU numerics pinned (threads, instruction set: results
+    reproduce across machines) and the
     stage re-launched under torchrun when more than one process is asked for, then
     ``run(args, params)``. The other stages (synth, prepare, fetch_pretrained, results_table)
     never import torch, so they skip the pinning and its ~2 s torch import. A user-facing error
@@ -113,6 +115,7 @@ def stage_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespac
     try:
         params = read_params()
         if torchrun:
+            set_host_memory(params.host_memory)
             pin_cpu_numerics(params.cpu_threads, params.cpu_isa)  # before the first tensor operation
             relaunch_under_torchrun(params)
         run(args, params)

@@ -34,9 +34,9 @@ from hrseg.evaluation.inference_paths import (
     prepare_inference_model,
     resolve_path,
 )
-from hrseg.evaluation.winograd import WinogradConv2d, winograd_available
 from hrseg.models import build_model
 from hrseg.models.checkpoint import load_checkpoint
+from hrseg.models.winograd import WinogradConv2d, winograd_available
 
 FP32_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "winograd", "onnx")
 TOL_VS_FLOAT64 = 1.5e-4

@@ -197,18 +197,21 @@ def test_a_stage_refuses_bad_params_before_any_work(tmp_path, monkeypatch, capsy
 
 @pytest.mark.parametrize("torchrun", [True, False])
 def test_only_tensor_stages_pin_cpu_numerics_before_their_work(torchrun, monkeypatch):
-    """train / evaluate (``torchrun=True``) pin threads and instruction set before any tensor
-    operation, then maybe re-launch, then work; the other stages never load torch for it."""
+    """train / evaluate (``torchrun=True``) set the host memory policy and pin threads and
+    instruction set before any tensor operation, then maybe re-launch, then work; the other
+    stages never load torch for it."""
     import argparse
 
     calls = []
     monkeypatch.chdir(REPO)
     monkeypatch.setattr(sys, "argv", ["stages/x.py"])
     monkeypatch.setattr(common, "pin_cpu_numerics", lambda threads, isa: calls.append(("pin", threads, isa)))
+    monkeypatch.setattr(common, "set_host_memory", lambda policy: calls.append(("host_memory", policy)))
     monkeypatch.setattr(common, "relaunch_under_torchrun", lambda params: calls.append(("relaunch",)))
     common.stage_main(argparse.ArgumentParser(), lambda args, params: calls.append(("run",)), torchrun=torchrun)
     params = common.read_params()
-    assert calls == ([("pin", params.cpu_threads, params.cpu_isa), ("relaunch",), ("run",)] if torchrun else [("run",)])
+    expected = [("host_memory", params.host_memory), ("pin", params.cpu_threads, params.cpu_isa), ("relaunch",), ("run",)]
+    assert calls == (expected if torchrun else [("run",)])
 
 
 def test_multi_node_launcher_comes_from_params():

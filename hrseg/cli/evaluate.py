@@ -15,7 +15,7 @@ import typer
 from hrseg.cli._app import app, console, setup_logging, user_errors
 from hrseg.evaluation.options import ALIGN_CORNERS_HELP, parse_scales
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
-from hrseg.runtime import parse_isa, pin_cpu_numerics
+from hrseg.runtime import HOST_MEMORY_HELP, parse_host_memory, parse_isa, pin_cpu_numerics, set_host_memory
 from hrseg.runtime.tracker import profile_tags
 from hrseg.tracking.tracker import MlflowTracker
 
@@ -43,6 +43,7 @@ def evaluate_cli(
     run_name: Annotated[str | None, typer.Option(help="MLflow run name (default: 'eval <recipe> <checkpoint> <protocol>').")] = None,
     cpu_threads: Annotated[int, typer.Option(help="CPU intra-op threads (0: all cores); the pipeline pins 2 so results reproduce.")] = 0,
     cpu_isa: Annotated[str, typer.Option(help="CPU kernel instruction set: native, avx2, avx512 or default (the pipeline pins avx2).")] = "native",
+    host_memory: Annotated[str, typer.Option(help=HOST_MEMORY_HELP)] = "keep",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Evaluate CHECKPOINT with the official test protocol and write the results to --out.
@@ -55,6 +56,7 @@ def evaluate_cli(
     which source decided align_corners (see --align-corners)."""
     setup_logging(verbose)
     with user_errors():
+        set_host_memory(parse_host_memory(host_memory))
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root").recipe
         tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name) if track else None

@@ -16,6 +16,7 @@ from hrseg.cli._app import app, console, err_console, setup_logging, user_errors
 from hrseg.errors import HrsegError
 from hrseg.evaluation.options import ALIGN_CORNERS_HELP, parse_scales
 from hrseg.recipe import load_recipe
+from hrseg.runtime import HOST_MEMORY_HELP, parse_host_memory, set_host_memory
 
 #: Exit status when some images could not be read or segmented (the others were written).
 EXIT_SOME_FAILED = 2
@@ -37,6 +38,7 @@ def predict_cli(
     path: Annotated[str, typer.Option(help="Inference path: auto (default), eager, channels_last, folded, folded_cl, winograd (CPU), onnx, cuda_fp16, cuda_bf16.")] = "auto",
     overlays: Annotated[bool, typer.Option("--overlays/--no-overlays", help="Also write overlays/<name>.png.")] = True,
     workers: Annotated[int, typer.Option(help="Image-reading worker processes.")] = 2,
+    host_memory: Annotated[str, typer.Option(help=HOST_MEMORY_HELP)] = "keep",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Write a palettised label PNG (pixel value = class index) and an overlay per image.
@@ -45,6 +47,7 @@ def predict_cli(
     source decided align_corners (see --align-corners)."""
     setup_logging(verbose)
     with user_errors():
+        set_host_memory(parse_host_memory(host_memory))
         if overrides and recipe is None:
             raise HrsegError("--set needs --recipe")
         resolved = load_recipe(recipe, overrides or []) if recipe is not None else None

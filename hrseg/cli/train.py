@@ -12,7 +12,7 @@ import typer
 
 from hrseg.cli._app import app, setup_logging, user_errors
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
-from hrseg.runtime import parse_isa, pin_cpu_numerics
+from hrseg.runtime import HOST_MEMORY_HELP, parse_host_memory, parse_isa, pin_cpu_numerics, set_host_memory
 from hrseg.runtime.tracker import profile_tags
 from hrseg.tracking.tracker import MlflowTracker
 
@@ -31,6 +31,7 @@ def train_cli(
     run_name: Annotated[str | None, typer.Option(help="MLflow run name (default: 'train <recipe> <changed values>').")] = None,
     cpu_threads: Annotated[int, typer.Option(help="CPU intra-op threads (0: all cores); the pipeline pins 2 so results reproduce.")] = 0,
     cpu_isa: Annotated[str, typer.Option(help="CPU kernel instruction set: native, avx2, avx512 or default (the pipeline pins avx2).")] = "native",
+    host_memory: Annotated[str, typer.Option(help=HOST_MEMORY_HELP)] = "keep",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Train RECIPE and write checkpoint.pth, best.pth, final.pth, metrics.json and log.csv to --out.
@@ -39,6 +40,7 @@ def train_cli(
     (batch size is per process; the schedule uses the real number of processes)."""
     setup_logging(verbose)
     with user_errors():
+        set_host_memory(parse_host_memory(host_memory))
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root")
         tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name or resolved.run_name("train")) if track else None

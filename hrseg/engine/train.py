@@ -58,6 +58,7 @@ from hrseg.errors import HrsegError
 from hrseg.metrics import ConfusionMatrix, scalar_metrics
 from hrseg.models.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint
 from hrseg.models.segmentation import build_model_from_config, resize_logits
+from hrseg.models.winograd import use_winograd_training
 from hrseg.recipe import Recipe, load_recipe
 from hrseg.runtime.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed, rank_zero_logging, unwrap_model, wrap_model
 from hrseg.runtime.progress import TrainingProgress
@@ -427,6 +428,10 @@ def _train(recipe: Recipe, out: Path, info: DistInfo, *, resume: bool, tracker: 
     if ckpt is not None:
         model_without_ddp.load_state_dict(ckpt["model"], strict=True)
     model_without_ddp.to(info.device)
+    if cfg.winograd and info.device.type == "cpu":
+        replaced = use_winograd_training(model_without_ddp)
+        if replaced:
+            log.info("train.winograd: %s run NNPACK's Winograd kernel (forward and input gradient)", ", ".join(replaced))
     if cfg.channels_last:
         model_without_ddp.to(memory_format=torch.channels_last)
     model = wrap_model(model_without_ddp, info, sync_bn=cfg.sync_bn)

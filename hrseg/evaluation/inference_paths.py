@@ -13,7 +13,7 @@ Paths (``INFERENCE_PATHS``):
 ``folded``         fp32, every BatchNorm that directly follows a convolution folded into it.
 ``folded_cl``      ``folded`` + ``channels_last``.
 ``winograd``       ``folded_cl`` with the large 3x3 convolutions (OCR's ``conv3x3_ocr``) run by
-                   NNPACK's Winograd kernel on large inputs (CPU; ``hrseg.evaluation.winograd``).
+                   NNPACK's Winograd kernel on large inputs (CPU; ``hrseg.models.winograd``).
 ``onnx``           the model exported to ONNX and run by ONNX Runtime (CPU provider); needs
                    ``onnxruntime`` (``pip install 'hrseg[onnx]'``).
 ``cuda_fp16``      ``folded_cl`` under fp16 autocast (CUDA only). **Opt-in: changes results
@@ -53,7 +53,7 @@ from torch.overrides import TorchFunctionMode
 
 from hrseg.errors import HrsegError
 from hrseg.evaluation.export import export_onnx
-from hrseg.evaluation.winograd import has_winograd_layers, use_winograd, winograd_available
+from hrseg.models.winograd import has_winograd_layers, use_winograd, winograd_available
 from hrseg.runtime.distributed import unwrap_model
 
 log = logging.getLogger(__name__)

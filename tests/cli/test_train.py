@@ -77,3 +77,9 @@ def test_short_run_missing_weights_and_a_dead_tracking_server(tmp_path):
     assert metrics["iterations"] == 6 and metrics["epochs"] == 1
     saved = yaml.safe_load((tmp_path / "b" / "recipe.yaml").read_text())
     assert saved["train"]["batch_size"] == 4 and saved["name"] == "cityscapes_ocr"
+
+
+def test_unknown_host_memory_policy_is_refused_before_any_work():
+    result = CliRunner().invoke(app, ["train", "cityscapes_ocr", "--host-memory", "kept", "--no-track"])
+    assert result.exit_code == 1
+    assert "unknown host memory policy 'kept'; expected one of keep, release" in result.output

@@ -33,9 +33,14 @@ def _without_times(rows):
     return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rows]
 
 
-def test_train_writes_results_and_follows_the_schedule(tiny_recipe, tmp_path):
+def test_train_writes_results_and_follows_the_schedule(tiny_recipe, tmp_path, monkeypatch):
+    import hrseg.engine.train as engine_train
+
+    swapped = []  # train.winograd (default true) on the CPU hands the model to the Winograd swap
+    monkeypatch.setattr(engine_train, "use_winograd_training", lambda model: swapped.append(model) or [])
     recipe = tiny_recipe(**{"train.epochs": 1, "train.batch_size": 1})  # batch 1 per process must work with OCR
     metrics = train(recipe, tmp_path)
+    assert len(swapped) == 1 and recipe.train.winograd
 
     names = {p.name for p in tmp_path.iterdir()}
     assert {"best.pth", "final.pth", "metrics.json", "log.csv", "recipe.yaml", "curve.png", "overlays"} <= names
