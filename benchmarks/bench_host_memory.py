@@ -113,19 +113,12 @@ def _runner(case: Case, quick: bool) -> tuple[Callable[[], object], str]:
     return (lambda: multi_scale_predict(prepared, image, max_batch=1, **kw)), prepared.path
 
 
-def _peak_rss_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as handle:
-            return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return None
-
-
 def worker(case: Case, policy: str, quick: bool, threads: int) -> dict:
     from hrseg.runtime.host_memory import set_host_memory
 
     changed = set_host_memory(policy)  # first thing, before any tensor is allocated
     import torch
+    from bench_model import peak_rss_mib
 
     torch.set_num_threads(threads)
     fn, path = _runner(case, quick)
@@ -141,7 +134,7 @@ def worker(case: Case, policy: str, quick: bool, threads: int) -> dict:
     return {
         "case": case.name, "policy": policy, "allocator_changed": changed, "path": path,
         "seconds": statistics.median(seconds), "runs": seconds, "minor_faults": statistics.median(faults),
-        "system_seconds": statistics.median(system), "peak_rss_mib": _peak_rss_mib(),
+        "system_seconds": statistics.median(system), "peak_rss_mib": peak_rss_mib(),
     }  # fmt: skip
 
 

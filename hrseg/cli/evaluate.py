@@ -15,7 +15,7 @@ import typer
 from hrseg.cli._app import app, console, setup_logging, user_errors
 from hrseg.evaluation.options import ALIGN_CORNERS_HELP, parse_scales
 from hrseg.recipe import DEFAULT_PROFILE, resolve_recipe
-from hrseg.runtime import HOST_MEMORY_HELP, parse_host_memory, parse_isa, pin_cpu_numerics, set_host_memory
+from hrseg.runtime import HOST_MEMORY_HELP, parse_isa, pin_cpu_numerics, set_host_memory
 from hrseg.runtime.tracker import profile_tags
 from hrseg.tracking.tracker import MlflowTracker
 
@@ -56,7 +56,7 @@ def evaluate_cli(
     which source decided align_corners (see --align-corners)."""
     setup_logging(verbose)
     with user_errors():
-        set_host_memory(parse_host_memory(host_memory))
+        set_host_memory(host_memory)  # checks the value
         pin_cpu_numerics(cpu_threads, parse_isa(cpu_isa))
         resolved = resolve_recipe(recipe, profile=profile, data_root=data_root, overrides=overrides or [], data_root_origin="--data-root").recipe
         tracker = MlflowTracker(uri=tracking_uri, tags=profile_tags(profile), run_name=run_name) if track else None

@@ -16,7 +16,7 @@ from hrseg.cli._app import app, console, err_console, setup_logging, user_errors
 from hrseg.errors import HrsegError
 from hrseg.evaluation.options import ALIGN_CORNERS_HELP, parse_scales
 from hrseg.recipe import load_recipe
-from hrseg.runtime import HOST_MEMORY_HELP, parse_host_memory, set_host_memory
+from hrseg.runtime import HOST_MEMORY_HELP, set_host_memory
 
 #: Exit status when some images could not be read or segmented (the others were written).
 EXIT_SOME_FAILED = 2
@@ -47,7 +47,7 @@ def predict_cli(
     source decided align_corners (see --align-corners)."""
     setup_logging(verbose)
     with user_errors():
-        set_host_memory(parse_host_memory(host_memory))
+        set_host_memory(host_memory)  # checks the value
         if overrides and recipe is None:
             raise HrsegError("--set needs --recipe")
         resolved = load_recipe(recipe, overrides or []) if recipe is not None else None

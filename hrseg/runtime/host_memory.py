@@ -9,8 +9,8 @@ segmentation model's activations are mostly such blocks (one 512-channel 1/4-res
 a 256x512 batch of two is 32 MiB), so every forward and every training step asks the kernel for
 the same memory again, and the kernel zeroes each 4 KiB page at its first touch: measured on
 the 2-core development machine, a W18-Small-v2+OCR training step (256x512, batch 2) took
-300-390 thousand minor page faults and 1.1-1.6 s of system time per step, a W48+OCR 512x1024
-forward 780 thousand (``benchmarks/bench_host_memory.py``).
+290-390 thousand minor page faults and 1.2-1.7 s of system time per step, a W48+OCR 512x1024
+forward 630-780 thousand (``benchmarks/bench_host_memory.py``).
 
 ``keep`` (the default of ``hrseg train/evaluate/predict`` and of the pipeline) tells glibc not
 to ``mmap`` large blocks (``M_MMAP_MAX = 0``: they come from the heap) and never to trim the
@@ -65,9 +65,9 @@ def _glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "mallopt") else None
 
 
-def set_host_memory(policy: HostMemory = "keep") -> bool:
-    """Apply ``policy`` to this process's allocator; True when the allocator was changed
-    (``keep`` under glibc), False when it was left as it is."""
+def set_host_memory(policy: HostMemory | str = "keep") -> bool:
+    """Apply ``policy`` (checked by :func:`parse_host_memory`) to this process's allocator;
+    True when the allocator was changed (``keep`` under glibc), False when it was left as it is."""
     policy = parse_host_memory(policy)
     if policy == "release":
         return False
