@@ -28,7 +28,7 @@ import gpu_check  # noqa: E402
 from hrseg import io  # noqa: E402
 
 #: Sections of RESULTS.md written by gpu_check.py and by hand from bench_memory.py runs.
-KEPT_SECTIONS = ((gpu_check.START, gpu_check.END), ("<!-- memory:start -->", "<!-- memory:end -->"), ("<!-- compile:start -->", "<!-- compile:end -->"), ("<!-- winograd:start -->", "<!-- winograd:end -->"), ("<!-- host_memory:start -->", "<!-- host_memory:end -->"))
+KEPT_SECTIONS = ((gpu_check.START, gpu_check.END), ("<!-- memory:start -->", "<!-- memory:end -->"), ("<!-- compile:start -->", "<!-- compile:end -->"), ("<!-- winograd:start -->", "<!-- winograd:end -->"), ("<!-- host_memory:start -->", "<!-- host_memory:end -->"), ("<!-- profile:start -->", "<!-- profile:end -->"))
 
 
 def eval_table(rows: list[dict]) -> str:

@@ -83,14 +83,28 @@ class WinogradRule:
         return x.shape[-2] * x.shape[-1] >= self.min_pixels
 
 
+def _nchw_copy(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as dense NCHW. A channels_last batch is copied image by image as the transpose
+    of each image's (pixels x channels) matrix, which PyTorch copies block by block: 40-60 ms
+    for OCR's 512-720 x 128 x 256 maps on the development CPU, against 57-107 ms for
+    ``contiguous()``'s element-wise copy (one-off timings, 2026-12-02, median of 7)."""
+    if not _is_channels_last(x):
+        return x.contiguous()
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h, w), dtype=x.dtype, device=x.device)
+    for i in range(n):
+        out[i].view(c, h * w).copy_(x[i].permute(1, 2, 0).reshape(h * w, c).t())
+    return out
+
+
 def _nnpack_per_image(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: list[int]) -> torch.Tensor:
     """NNPACK's convolution of ``x`` with dense NCHW ``weight`` and ``bias``, one image per
     call: PyTorch hands a batch of one to NNPACK's inference kernel (Winograd for 3x3) and
     larger batches to its training kernel, slower here. Each image's NCHW copy is freed
-    before the next one is made."""
+    before the next one is made. The output is dense NCHW."""
     outputs = []
     for i in range(x.shape[0]):
-        image = x[i : i + 1].contiguous()
+        image = _nchw_copy(x[i : i + 1])
         outputs.append(torch._nnpack_spatial_convolution(image, weight, bias, padding, [1, 1]))
         del image
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
@@ -101,7 +115,15 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 
 def _as_format(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+    """Dense NCHW ``y`` as it is, or copied to channels_last image by image, each as the
+    transpose of its (channels x pixels) matrix (see :func:`_nchw_copy`)."""
+    if not channels_last:
+        return y
+    n, c, h, w = y.shape
+    out = torch.empty((n, h, w, c), dtype=y.dtype, device=y.device)
+    for i in range(n):
+        out[i].view(h * w, c).copy_(y[i].view(c, h * w).t())
+    return out.permute(0, 3, 1, 2)
 
 
 def _runs_winograd(x: torch.Tensor, weight: torch.Tensor, rule: WinogradRule) -> bool:
@@ -157,7 +179,7 @@ class _WinogradConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        x_nchw, w_nchw = x.contiguous(), weight.detach().contiguous()
+        x_nchw, w_nchw = _nchw_copy(x), weight.detach().contiguous()
         ctx.save_for_backward(x_nchw, w_nchw)
         ctx.has_bias, ctx.channels_last = bias is not None, _is_channels_last(x)
         b = bias.detach() if bias is not None else w_nchw.new_zeros(w_nchw.shape[0])
@@ -167,7 +189,7 @@ class _WinogradConvFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
+        grad = _nchw_copy(grad)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             flipped = weight.flip(2, 3).transpose(0, 1).contiguous()

@@ -67,6 +67,23 @@ def test_batches_run_image_by_image_and_keep_channels_last(monkeypatch):
     assert scaled_error(got, layer, x) <= TOL_SCALED
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_layout_copies_around_nnpack_are_exact(channels_last):
+    """The blocked-transpose copies into and out of NNPACK's NCHW equal PyTorch's own
+    ``contiguous`` copies element for element (strides included), for batches and odd sizes."""
+    from hrseg.models.winograd import _as_format, _nchw_copy
+
+    x = torch.randn(3, 70, 13, 61)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    nchw = _nchw_copy(x)
+    assert nchw.is_contiguous() and torch.equal(nchw, x)
+    back = _as_format(nchw, channels_last=True)
+    assert back.is_contiguous(memory_format=torch.channels_last) and not back.is_contiguous()
+    assert torch.equal(back, x) and back.stride() == x.contiguous(memory_format=torch.channels_last).stride()
+    assert _as_format(nchw, channels_last=False) is nchw
+
+
 def test_small_inputs_gradients_and_other_dtypes_take_the_direct_convolution(monkeypatch):
     layer = conv()
     wrapped = WinogradConv2d(layer, SMALL_RULE)
