@@ -44,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from report import write_report  # noqa: E402
+
 log = logging.getLogger("bench_host_memory")
 POLICIES = ("release", "keep")
 
@@ -263,13 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown case kinds {sorted(unknown)}; valid: train, forward, eval")
     result = run(args.quick, 1 if args.quick else args.rounds, args.threads, tuple(c for c in CASES if c.kind in kinds))
-    command = "python benchmarks/bench_host_memory.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = format_markdown(result, command.strip())
-    print(markdown)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.md:
-        args.md.write_text(markdown)
+    write_report('bench_host_memory.py', argv, result, format_markdown, args.json, args.md)
 
 
 if __name__ == "__main__":

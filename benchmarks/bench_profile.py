@@ -21,7 +21,6 @@ that peak can only get faster by doing fewer multiplications. Paths that run out
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+
+from report import write_report  # noqa: E402
 
 
 def nominal_fma_peak_gflops(cores: int) -> tuple[float | None, str]:
@@ -167,13 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     backbone, size = ("hrnetv2_w18_small_v1", (128, 256)) if args.quick else ("hrnetv2_w48", (512, 1024))
     result = profile(backbone, "ocr", size, args.path, args.threads)
-    command = "python benchmarks/bench_profile.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = format_markdown(result, command.strip())
-    print(markdown)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.md:
-        args.md.write_text(markdown)
+    write_report('bench_profile.py', argv, result, format_markdown, args.json, args.md)
 
 
 if __name__ == "__main__":
