@@ -4,7 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_profile.py                      # W48+OCR 512x1024 on auto; about 2 minutes
     .venv/bin/python benchmarks/bench_profile.py --path eager --quick # a small model, seconds
-    .venv/bin/python benchmarks/bench_profile.py --json benchmarks/results/profile.json --md benchmarks/results/profile.md
+    .venv/bin/python benchmarks/bench_profile.py --fused-blocks --json benchmarks/results/profile.json --md benchmarks/results/profile.md
 
 Sets the host memory policy ``keep`` first (hrseg's default), builds the model with realistic
 BatchNorm statistics (``bench_model.realistic_model``), prepares the path, runs two warm-up
@@ -15,13 +15,16 @@ the forward is everything else (element-wise work, resizing, copies, OCR's matri
 Beside the rates the script prints the CPU's nominal FMA peak (threads x FMA lanes x 2 units x
 2 flop x the clock ``/proc/cpuinfo`` reports; turbo clocks can exceed it): convolutions near
 that peak can only get faster by doing fewer multiplications. Paths that run outside PyTorch
-(``onnx``) cannot be profiled this way.
+(``onnx``) cannot be profiled this way. ``--fused-blocks`` also times one BasicBlock at W48's
+branch shapes as PyTorch modules and as oneDNN's fused operators (conv+ReLU, conv+add+ReLU),
+the fusion inductor's CPU freezing does.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -133,6 +136,60 @@ def profile(backbone: str, head: str, size: tuple[int, int], path: str, threads:
     }  # fmt: skip
 
 
+#: HRNet-W48's branch shapes at a 512x1024 input: (channels, height, width).
+W48_BRANCHES = ((48, 128, 256), (96, 64, 128), (192, 32, 64), (384, 16, 32))
+
+
+def _fused_block_row(channels: int, height: int, width: int, repeats: int) -> dict:
+    import torch
+    from torch import nn
+
+    pointwise = torch.ops.mkldnn._convolution_pointwise
+    torch.manual_seed(0)
+    x = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
+    conv1, conv2 = (nn.Conv2d(channels, channels, 3, padding=1).to(memory_format=torch.channels_last).eval() for _ in range(2))
+    w1, w2 = (c.weight.detach() for c in (conv1, conv2))
+    b1, b2 = (c.bias.detach() for c in (conv1, conv2))
+    same = ([1, 1], [1, 1], [1, 1], 1)
+
+    def modules() -> torch.Tensor:
+        y = conv2(conv1(x).relu_())
+        y += x
+        return y.relu_()
+
+    def fused() -> torch.Tensor:
+        y = pointwise(x, w1, b1, *same, "relu", [None], "")
+        return pointwise.binary(y, x, w2, b2, *same, "add", 1.0, "relu", [None], "")
+
+    with torch.inference_mode():
+        for fn in (modules, fused, modules, fused):  # warm-up
+            fn()
+        times: dict = {modules: [], fused: []}
+        for _ in range(repeats):  # interleaved, so that a change of background load hits both
+            for fn in (modules, fused):
+                start = time.perf_counter()
+                fn()
+                times[fn].append(time.perf_counter() - start)
+        modules_s, fused_s = (statistics.median(times[fn]) for fn in (modules, fused))
+        identical = bool(torch.equal(modules(), fused()))
+    return {"channels": channels, "size": [height, width], "modules_ms": modules_s * 1e3, "fused_ms": fused_s * 1e3, "speedup": modules_s / fused_s, "identical": identical}
+
+
+def measure_fused_blocks(threads: int, repeats: int = 7) -> list[dict]:
+    """A folded BasicBlock (3x3 conv, ReLU, 3x3 conv, + input, ReLU) at W48's branch shapes,
+    channels_last: as PyTorch modules, and as oneDNN's fused operators
+    (``torch.ops.mkldnn._convolution_pointwise``: conv+ReLU, then conv+add+ReLU in one call,
+    what inductor's CPU freezing emits). Median ms of ``repeats`` interleaved runs after two warm-ups, and
+    whether the outputs are the same bits."""
+    from hrseg.runtime.host_memory import set_host_memory
+
+    set_host_memory("keep")
+    import torch
+
+    torch.set_num_threads(threads)
+    return [_fused_block_row(channels, height, width, repeats) for channels, height, width in W48_BRANCHES]
+
+
 def format_markdown(result: dict, command: str) -> str:
     peak = result["nominal_fma_peak_gflops"]
     lines = [
@@ -155,6 +212,16 @@ def format_markdown(result: dict, command: str) -> str:
         of_peak = f"{rate / peak:.0%}" if rate and peak else ""
         calls = "" if row["calls"] is None else row["calls"]
         lines.append(f"| {row['bucket']} | {row['seconds']:.3f} | {row['share']:.0%} | {calls} | {f'{rate:.0f}' if rate else ''} | {of_peak} |")
+    if result.get("fused_blocks"):
+        lines += [
+            "",
+            "**One BasicBlock, modules against oneDNN's fused operators** (conv+ReLU, conv+add+ReLU; channels_last, median of 7 interleaved runs):",
+            "",
+            "| channels | size | modules ms | fused ms | speed-up | same bits |",
+            "|---:|---|---:|---:|---:|---|",
+        ]
+        for row in result["fused_blocks"]:
+            lines.append(f"| {row['channels']} | {row['size'][0]}x{row['size'][1]} | {row['modules_ms']:.1f} | {row['fused_ms']:.1f} | {row['speedup']:.2f}x | {row['identical']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -163,11 +230,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path", default="auto", help="inference path to profile (default auto)")
     parser.add_argument("--quick", action="store_true", help="W18-Small-v1+OCR at 128x256: a smoke run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fused-blocks", action="store_true", help="also time one BasicBlock at W48's branch shapes as modules and as oneDNN's fused operators")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     args = parser.parse_args(argv)
     backbone, size = ("hrnetv2_w18_small_v1", (128, 256)) if args.quick else ("hrnetv2_w48", (512, 1024))
     result = profile(backbone, "ocr", size, args.path, args.threads)
+    if args.fused_blocks:
+        result["fused_blocks"] = measure_fused_blocks(args.threads)
     write_report('bench_profile.py', argv, result, format_markdown, args.json, args.md)
 
 
