@@ -99,6 +99,24 @@ def _median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tup
     return statistics.median(times), times
 
 
+def median_interleaved(runners: dict[str, Callable[[], object]], rounds: int, *, warmup: int = 1, between: Callable[[], object] | None = None) -> dict[str, float]:
+    """Median seconds per runner over ``rounds`` rounds, each round running every runner once
+    in turn (so that a change of background load hits all of them), after ``warmup`` calls of
+    each; ``between`` (for example a matmul probe) runs at the start of every round, untimed."""
+    for _ in range(warmup):
+        for fn in runners.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        if between is not None:
+            between()
+        for name, fn in runners.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def status_mib(field: str) -> float | None:
     """``VmRSS`` / ``VmHWM`` (peak) of this process from /proc, in MiB; None off Linux."""
     try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -142,6 +141,7 @@ W48_BRANCHES = ((48, 128, 256), (96, 64, 128), (192, 32, 64), (384, 16, 32))
 
 def _fused_block_row(channels: int, height: int, width: int, repeats: int) -> dict:
     import torch
+    from bench_model import median_interleaved
     from torch import nn
 
     pointwise = torch.ops.mkldnn._convolution_pointwise
@@ -162,15 +162,8 @@ def _fused_block_row(channels: int, height: int, width: int, repeats: int) -> di
         return pointwise.binary(y, x, w2, b2, *same, "add", 1.0, "relu", [None], "")
 
     with torch.inference_mode():
-        for fn in (modules, fused, modules, fused):  # warm-up
-            fn()
-        times: dict = {modules: [], fused: []}
-        for _ in range(repeats):  # interleaved, so that a change of background load hits both
-            for fn in (modules, fused):
-                start = time.perf_counter()
-                fn()
-                times[fn].append(time.perf_counter() - start)
-        modules_s, fused_s = (statistics.median(times[fn]) for fn in (modules, fused))
+        seconds = median_interleaved({"modules": modules, "fused": fused}, repeats, warmup=2)
+        modules_s, fused_s = seconds["modules"], seconds["fused"]
         identical = bool(torch.equal(modules(), fused()))
     return {"channels": channels, "size": [height, width], "modules_ms": modules_s * 1e3, "fused_ms": fused_s * 1e3, "speedup": modules_s / fused_s, "identical": identical}
 

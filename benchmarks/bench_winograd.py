@@ -31,7 +31,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from bench_eval import CITYSCAPES_MS, calibrated_ocr_model
-from bench_model import ForwardCase, MatmulProbe, machine, measure_forward
+from bench_model import ForwardCase, MatmulProbe, machine, measure_forward, median_interleaved
 from torch import nn
 
 from hrseg.evaluation.inference_paths import onnx_path_available
@@ -96,19 +95,6 @@ def _onnxruntime_version() -> str | None:
     return onnxruntime.__version__
 
 
-def _median_interleaved(runners: dict[str, callable], rounds: int, probe: MatmulProbe) -> dict[str, float]:
-    for fn in runners.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        probe.time_once()
-        for name, fn in runners.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def _scaled_error(got: torch.Tensor, truth: torch.Tensor) -> float:
     return float((got.double() - truth).abs().max() / truth.abs().max())
 
@@ -128,7 +114,7 @@ def measure_layers(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
             truth = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
             errors = {"direct": _scaled_error(direct(x), truth), "winograd": _scaled_error(winograd(x), truth)}
             runners = {"direct": lambda layer=direct, x=x: layer(x), "winograd": lambda layer=winograd, x=x: layer(x)}
-            seconds = _median_interleaved(runners, rounds, probe)
+            seconds = median_interleaved(runners, rounds, between=probe.time_once)
         rows.append(
             {
                 "benchmark": "layer", "in_channels": cin, "out_channels": cout, "input": f"{height}x{width}",
@@ -173,7 +159,7 @@ def measure_eval(quick: bool, probe: MatmulProbe) -> list[dict]:
         "winograd": lambda: multi_scale_predict(prepared["winograd"], image, max_batch=1, **kw),
     }
     scores = {name: fn() for name, fn in runners.items()}
-    seconds = _median_interleaved(runners, rounds, probe)
+    seconds = median_interleaved(runners, rounds, between=probe.time_once)
     reference = scores["plain_loop"]
     rows = []
     for name in runners:
