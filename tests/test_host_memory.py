@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -55,15 +56,18 @@ def test_keep_reuses_freed_memory_without_page_faults():
     """Sixteen training steps of a small network with 28 MiB activations. Under ``release``
     glibc maps such blocks afresh and unmaps them when freed, so every step faults pages in
     again (7-55 thousand per step measured); under ``keep`` the heap grows during the first
-    steps, now and then later while its free blocks settle, and otherwise serves the steps
-    from freed memory (measured: 16 thousand faults over steps 2-16 against 270-640 thousand,
-    at most 2305 in the last eight steps)."""
+    steps and otherwise serves the steps from freed memory, so most steps fault nothing.
+    When fragmentation leaves no free block that fits, the heap grows by one or two
+    activations (2304-16128 pages) at an unpredictable later step: measured at steps 9-33 of
+    40-step runs, and in the last eight of sixteen steps up to 16129 pages in 2026-12-02's
+    repeats, which is why the typical step is judged by the median, and the total against
+    ``release``'s."""
     release = _in_fresh_process("release", PAGE_FAULTS)
     keep = _in_fresh_process("keep", PAGE_FAULTS)
     assert (release["changed"], keep["changed"]) == (False, True)
     one_activation = 28 * 2**20 // 4096
     assert sum(release["faults"][-8:]) >= one_activation, release
-    assert sum(keep["faults"][-8:]) <= one_activation, keep
+    assert statistics.median(keep["faults"][1:]) <= 64, keep  # the typical step: no page touched afresh
     assert sum(keep["faults"][1:]) <= 0.25 * sum(release["faults"][1:]), (keep, release)
 
 
