@@ -53,6 +53,15 @@ _Loader.add_implicit_resolver(
 )
 
 
+def parse_choice(choices: Any, text: str, what: str) -> Any:
+    """``text`` when it is one of the ``Literal`` type ``choices``'s values (a command-line
+    option's text, say), else a ``ConfigError`` naming ``what``, the value and the valid ones."""
+    allowed = get_args(choices)
+    if text not in allowed:
+        raise ConfigError(f"unknown {what} {text!r}; expected one of {', '.join(map(str, allowed))}")
+    return text
+
+
 def parse_yaml(text: str) -> Any:
     """``yaml.safe_load`` with YAML 1.2 floats (``1e-3``)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from hrseg.config import ConfigError, apply_overrides, flatten, from_dict, load_yaml, parse_override, to_dict
+from hrseg.config import ConfigError, apply_overrides, flatten, from_dict, load_yaml, parse_choice, parse_override, to_dict
 from hrseg.recipe import Recipe, load_recipe, recipe_from_dict
 
 
@@ -92,3 +92,10 @@ def test_recipe_file_and_override_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown recipe 'no_such_recipe'"):
         load_recipe("no_such_recipe")
     assert recipe_from_dict({}).model.head == "ocr"
+
+
+def test_parse_choice_returns_a_valid_value_and_names_the_valid_ones():
+    Speed = Literal["fast", "slow"]
+    assert parse_choice(Speed, "slow", "speed") == "slow"
+    with pytest.raises(ConfigError, match="unknown speed 'quick'; expected one of fast, slow"):
+        parse_choice(Speed, "quick", "speed")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Literal, get_args
+from typing import Literal
 
-from hrseg.errors import HrsegError
+from hrseg.config import parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ _ISA_ENV: dict[str, dict[str, str]] = {
 
 def parse_isa(text: str) -> CpuIsa:
     """A ``--cpu-isa`` value, checked (an unknown one names the valid ones)."""
-    if text not in get_args(CpuIsa):
-        raise HrsegError(f"unknown CPU instruction set {text!r}; expected one of {', '.join(get_args(CpuIsa))}")
-    return text  # type: ignore[return-value]
+    return parse_choice(CpuIsa, text, "CPU instruction set")
 
 
 def pin_cpu_numerics(threads: int = 0, isa: CpuIsa = "native") -> None:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import platform
-from typing import Literal, get_args
+from typing import Literal
 
-from hrseg.errors import HrsegError
+from hrseg.config import parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ M_MMAP_MAX = -4
 
 def parse_host_memory(text: str) -> HostMemory:
     """A ``--host-memory`` value, checked (an unknown one names the valid ones)."""
-    if text not in get_args(HostMemory):
-        raise HrsegError(f"unknown host memory policy {text!r}; expected one of {', '.join(get_args(HostMemory))}")
-    return text  # type: ignore[return-value]
+    return parse_choice(HostMemory, text, "host memory policy")
 
 
 def _glibc() -> ctypes.CDLL | None:
