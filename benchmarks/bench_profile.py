@@ -51,36 +51,41 @@ def nominal_fma_peak_gflops(cores: int) -> tuple[float | None, str]:
     return cores * per_cycle * mhz / 1000, f"{cores} cores x {per_cycle} flop/cycle x {mhz / 1000:.2f} GHz"
 
 
-def conv_bucket(conv, winograd: bool) -> str:
-    """The kind of work a convolution module does."""
-    if winograd:
+def conv_bucket(conv, wrapper: str | None = None) -> str:
+    """The kind of work a convolution module does (``wrapper``: "nnpack" or "tiles" for a
+    layer that a Winograd module wraps)."""
+    if wrapper == "nnpack":
         return "NNPACK Winograd (OCR's 3x3 layer)"
     if conv.kernel_size == (1, 1):
         return "1x1 convolutions"
     if conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.in_channels == conv.out_channels:
-        return f"3x3 stride-1 convolutions, {conv.in_channels} channels (branches)"
+        how = ", F(4x4, 3x3) tiles" if wrapper == "tiles" else ""
+        return f"3x3 stride-1 convolutions, {conv.in_channels} channels (branches{how})"
     return "other convolutions (stem, transitions, fusion)"
 
 
 class ConvTimer:
     """Wall time and multiply-adds of every convolution module's calls (forward hooks; a
-    ``WinogradConv2d`` is timed as a whole and its wrapped fall-back convolution not again)."""
+    ``WinogradConv2d`` or ``TiledWinogradConv2d`` is timed as a whole and its wrapped
+    fall-back convolution not again)."""
 
     def __init__(self, model) -> None:
         from torch import nn
 
         from hrseg.models.winograd import WinogradConv2d
+        from hrseg.models.winograd_tiles import TiledWinogradConv2d
 
         self.seconds: dict[str, float] = defaultdict(float)
         self.flop: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
         self.handles = []
-        inner = {id(m.conv) for m in model.modules() if isinstance(m, WinogradConv2d)}
+        wrappers = {WinogradConv2d: "nnpack", TiledWinogradConv2d: "tiles"}
+        inner = {id(m.conv) for m in model.modules() if type(m) in wrappers}
         for module in model.modules():
-            if isinstance(module, WinogradConv2d):
-                self._watch(module, conv_bucket(module.conv, True), module.conv)
+            if type(module) in wrappers:
+                self._watch(module, conv_bucket(module.conv, wrappers[type(module)]), module.conv)
             elif isinstance(module, nn.Conv2d) and id(module) not in inner:
-                self._watch(module, conv_bucket(module, False), module)
+                self._watch(module, conv_bucket(module), module)
 
     def _watch(self, module, key: str, conv) -> None:
         started: list[float] = []
@@ -195,7 +200,7 @@ def format_markdown(result: dict, command: str) -> str:
         "",
         f"Timed forward {result['forward_seconds']:.2f} s (the third, after two warm-ups). "
         + (f"Nominal FMA peak {peak:.0f} GFLOP/s ({result['peak_from']}); turbo clocks can exceed it." if peak else f"FMA peak unknown ({result['peak_from']})."),
-        "Rates count a direct convolution's multiply-adds (2 flop each) from the output shape; for NNPACK's Winograd layer that is about 5x what it computes.",
+        "Rates count a direct convolution's multiply-adds (2 flop each) from the output shape; for NNPACK's Winograd layer that is about 5x what it computes, for the F(4x4, 3x3) tiles 4x.",
         "",
         "| work | seconds | share | calls | GFLOP/s | of nominal peak |",
         "|---|---:|---:|---:|---:|---:|",

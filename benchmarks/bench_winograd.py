@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_winograd.py                 # about 6 minutes on 2 CPU cores
     .venv/bin/python benchmarks/bench_winograd.py --quick         # smoke run: under a minute
     .venv/bin/python benchmarks/bench_winograd.py --json benchmarks/results/winograd.json --md benchmarks/results/winograd.md
+    .venv/bin/python benchmarks/bench_winograd.py --parts tiles,forward                 # only some parts
 
 One process, one run, so that every ratio compares figures taken under the same load:
 
@@ -16,6 +17,9 @@ One process, one run, so that every ratio compares figures taken under the same 
    ``folded_cl`` path) against ``hrseg.models.winograd.WinogradConv2d`` (NCHW copies
    included), interleaved; error against float64 as a fraction of the largest output. These
    rows set ``WinogradRule``'s thresholds.
+2b. ``tiles``: HRNet's branch convolutions, the direct kernel against
+   ``hrseg.models.winograd_tiles.TiledWinogradConv2d`` (F(4x4, 3x3) by batched matrix
+   products); these rows set ``TileRule``'s thresholds.
 3. ``forward``: whole models, one 512x1024 image, paths side by side (eager, folded_cl,
    winograd, onnx), as in ``bench_model.py``; logit difference and argmax agreement with eager.
 4. ``eval``: the official Cityscapes 6-scale + flip protocol on W18-Small-v2+OCR at 256x512
@@ -43,6 +47,7 @@ from torch import nn
 
 from hrseg.evaluation.inference_paths import onnx_path_available
 from hrseg.models.winograd import WinogradConv2d, WinogradRule, winograd_available
+from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule
 
 log = logging.getLogger("bench_winograd")
 
@@ -56,6 +61,14 @@ LAYERS = (
     (192, 192, 64, 128), (128, 128, 128, 256), (48, 48, 128, 256),
 )  # fmt: skip
 QUICK_LAYERS = ((270, 512, 64, 128), (270, 512, 16, 32), (48, 48, 64, 128))
+#: (channels, height, width): HRNet's branch convolutions (W48: 48-384 channels, W18: 18-144)
+#: at the sizes 512x1024 and 1024x2048 inputs give them, and around ``TileRule``'s thresholds.
+TILE_LAYERS = (
+    (48, 128, 256), (64, 64, 128), (72, 64, 128), (96, 128, 256), (96, 64, 128), (96, 32, 64), (96, 16, 32),
+    (128, 32, 64), (144, 32, 64), (144, 16, 32), (144, 8, 16), (192, 64, 128), (192, 32, 64), (192, 16, 32),
+    (192, 8, 16), (384, 32, 64), (384, 16, 32), (384, 8, 16), (384, 4, 8),
+)  # fmt: skip
+QUICK_TILE_LAYERS = ((192, 16, 32), (48, 32, 64))
 
 
 def machine_facts(probe: MatmulProbe) -> dict:
@@ -130,6 +143,37 @@ def measure_layers(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
     return rows
 
 
+def measure_tiles(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
+    """Branch-sized 3x3 layers (channels -> channels): oneDNN's direct kernel against
+    ``TiledWinogradConv2d`` (F(4x4, 3x3) by matrix products), interleaved."""
+    rows = []
+    every_input, default = TileRule(min_channels=1, min_channel_pixels=1), TileRule()
+    for channels, height, width in shapes:
+        torch.manual_seed(0)
+        conv = nn.Conv2d(channels, channels, 3, padding=1).eval()
+        nn.init.kaiming_normal_(conv.weight)
+        x = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
+        direct = conv.to(memory_format=torch.channels_last)
+        tiled = TiledWinogradConv2d(conv, every_input)
+        with torch.no_grad():
+            truth = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+            errors = {"direct": _scaled_error(direct(x), truth), "tiled": _scaled_error(tiled(x), truth)}
+            runners = {"direct": lambda layer=direct, x=x: layer(x), "tiled": lambda layer=tiled, x=x: layer(x)}
+            seconds = median_interleaved(runners, rounds, between=probe.time_once)
+        rows.append(
+            {
+                "benchmark": "tiles", "channels": channels, "input": f"{height}x{width}", "pixels": height * width,
+                "direct_ms": 1000 * seconds["direct"], "tiled_ms": 1000 * seconds["tiled"],
+                "speedup": seconds["direct"] / seconds["tiled"],
+                "taken_by_default_rule": default.takes_layer(conv) and default.takes_input(x),
+                "direct_error": errors["direct"], "tiled_error": errors["tiled"],
+            }
+        )  # fmt: skip
+        r = rows[-1]
+        log.info("tiles %d %s: direct %.2f ms, tiled %.2f ms (x%.2f), errors %.1e / %.1e", channels, r["input"], r["direct_ms"], r["tiled_ms"], r["speedup"], r["direct_error"], r["tiled_error"])
+    return rows
+
+
 def measure_models(quick: bool, probe: MatmulProbe) -> list[dict]:
     """``bench_model.measure_forward`` per model (which also records each path's logit
     difference and argmax agreement with eager)."""
@@ -176,15 +220,23 @@ def measure_eval(quick: bool, probe: MatmulProbe) -> list[dict]:
     return rows
 
 
-def run(quick: bool = False) -> list[dict]:
+PARTS = ("layers", "tiles", "forward", "eval")
+
+
+def run(quick: bool = False, parts: tuple[str, ...] = PARTS) -> list[dict]:
     probe = MatmulProbe(2048)
     for _ in range(5):
         probe.time_once()
     rows = [machine_facts(probe)]
     log.info("machine: %s", rows[0])
-    rows += measure_layers(QUICK_LAYERS if quick else LAYERS, 1 if quick else 3, probe)
-    rows += measure_models(quick, probe)
-    rows += measure_eval(quick, probe)
+    if "layers" in parts:
+        rows += measure_layers(QUICK_LAYERS if quick else LAYERS, 1 if quick else 3, probe)
+    if "tiles" in parts:
+        rows += measure_tiles(QUICK_TILE_LAYERS if quick else TILE_LAYERS, 1 if quick else 5, probe)
+    if "forward" in parts:
+        rows += measure_models(quick, probe)
+    if "eval" in parts:
+        rows += measure_eval(quick, probe)
     rows.append(probe.row())
     rows[0]["load_average_1min_at_end"] = os.getloadavg()[0]
     return rows
@@ -196,6 +248,10 @@ TABLES = (
      ("in -> out", "input", "direct ms", "Winograd ms", "speed-up", "default rule takes it", "direct error", "Winograd error"),
      lambda r: (f"{r['in_channels']} -> {r['out_channels']}", r["input"], f"{r['direct_ms']:.1f}", f"{r['winograd_ms']:.1f}",
                 f"{r['speedup']:.2f}x", "yes" if r["taken_by_default_rule"] else "no", f"{r['direct_error']:.1e}", f"{r['winograd_error']:.1e}")),
+    ("tiles", "**Branch layers, F(4x4, 3x3) by matrix products** (channels -> channels, batch 1, median of interleaved runs):",
+     ("channels", "input", "direct ms", "tiled ms", "speed-up", "default rule takes it", "direct error", "tiled error"),
+     lambda r: (str(r["channels"]), r["input"], f"{r['direct_ms']:.2f}", f"{r['tiled_ms']:.2f}", f"{r['speedup']:.2f}x",
+                "yes" if r["taken_by_default_rule"] else "no", f"{r['direct_error']:.1e}", f"{r['tiled_error']:.1e}")),
     ("forward", "**Whole models** (batch 1, median of interleaved rounds; scaled diff = max |out - eager| / max |eager|):",
      ("model", "input", "path", "s/image", "speed-up vs eager", "GFLOP/s", "of matmul", "scaled diff", "argmax agreement", "prepare s"),
      lambda r: (r["model"], r["input"], r["path"], f"{r['seconds']:.3f}", f"{r['speedup_vs_eager']:.2f}x", f"{r['gflops_per_s']:.1f}",
@@ -220,6 +276,8 @@ def format_markdown(rows: list[dict], command: str) -> str:
         f"at start, {facts['load_average_1min_at_end']:.1f} at end.",
     ]
     for kind, title, header, cells in TABLES:
+        if not any(r["benchmark"] == kind for r in rows):
+            continue
         lines += ["", title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(cells(r)) + " |" for r in rows if r["benchmark"] == kind]
     return "\n".join(lines) + "\n"
@@ -230,10 +288,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small layers, one small model, one round (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON")
     parser.add_argument("--md", type=Path, default=None, help="write the tables as Markdown")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts to run (default all: {','.join(PARTS)})")
     args = parser.parse_args(argv)
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; expected some of {', '.join(PARTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     command = ".venv/bin/python benchmarks/bench_winograd.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = run(args.quick)
+    rows = run(args.quick, parts)
     text = format_markdown(rows, command.strip())
     print(text)
     if args.json:

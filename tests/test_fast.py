@@ -34,9 +34,10 @@ from hrseg.evaluation.inference_paths import (
     prepare_inference_model,
     resolve_path,
 )
-from hrseg.models import build_model
+from hrseg.models import build_model, winograd_tiles
 from hrseg.models.checkpoint import load_checkpoint
-from hrseg.models.winograd import WinogradConv2d, winograd_available
+from hrseg.models.winograd import WinogradConv2d, WinogradRule, use_winograd, winograd_available
+from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule
 
 FP32_PATHS = ("auto", "eager", "channels_last", "folded", "folded_cl", "winograd", "onnx")
 TOL_VS_FLOAT64 = 1.5e-4
@@ -142,6 +143,27 @@ def test_winograd_runs_ocrs_layer_through_nnpack_on_the_parity_fixture(parity_mo
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", lambda *args: calls.append(args[0].shape) or nnpack(*args))
     outputs = model(parity_io["input"])
     assert calls == [(1, 270, 32, 64)]
+    for key in ("out", "aux"):
+        assert (outputs[key].double() - parity_io[f"{key}64"]).abs().max().item() <= TOL_VS_FLOAT64
+        assert (outputs[key] - eager_outputs[key]).abs().max().item() <= TOL_VS_EAGER
+    agreement = (outputs["out"].argmax(1) == eager_outputs["out"].argmax(1)).float().mean().item()
+    assert agreement >= MIN_ARGMAX_AGREEMENT
+
+
+@pytest.mark.skipif(not winograd_available(), reason="NNPACK does not run on this CPU")
+def test_tiled_winograd_on_every_3x3_layer_of_the_parity_model_stays_within_the_tolerances(parity_model, parity_io, eager_outputs, monkeypatch):
+    """The default tile rule takes only W48's wide branches at real sizes, none of the small
+    fixture's layers; with a rule that takes every plain 3x3 layer, F(4x4, 3x3)'s rounding
+    compounds over the whole model (79 layers) and must still meet the float32 tolerances."""
+    model = prepare_inference_model(parity_model, "folded_cl")
+    replaced = use_winograd(model.module, WinogradRule(), TileRule(min_channels=1, min_channel_pixels=1))
+    tiled = [m for m in model.module.modules() if isinstance(m, TiledWinogradConv2d)]
+    assert len(tiled) == len(replaced) - 1 == 79
+    calls = []
+    tile_conv = winograd_tiles.winograd_conv3x3
+    monkeypatch.setattr(winograd_tiles, "winograd_conv3x3", lambda x, *a: calls.append(x.shape) or tile_conv(x, *a))
+    outputs = model(parity_io["input"])
+    assert len(calls) == len(tiled)
     for key in ("out", "aux"):
         assert (outputs[key].double() - parity_io[f"{key}64"]).abs().max().item() <= TOL_VS_FLOAT64
         assert (outputs[key] - eager_outputs[key]).abs().max().item() <= TOL_VS_EAGER

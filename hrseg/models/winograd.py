@@ -10,7 +10,9 @@ W18-Small-v2, at 1/4 of the input resolution), a third of W48+OCR's multiply-add
 half of W18-Small-v2+OCR's. On the 2-core development CPU it ran 1.6-2.1x faster this way for
 512x1024 and 1024x2048 inputs, the layout conversions included (``benchmarks/bench_winograd.py``).
 The backbone's branch convolutions (48-384 channels) are slower that way, or at best equal, at
-the sizes they run at, so they keep oneDNN's direct convolution.
+the sizes they run at; for inference, the wide ones (128 channels and more) go through
+``hrseg.models.winograd_tiles`` instead (F(4x4, 3x3) by batched matrix products, which pays
+at their sizes), and the narrow ones keep oneDNN's direct convolution.
 
 Numerics: the Winograd transforms round differently from a direct convolution. Measured on
 the OCR layers, the error against float64 is 1.2-1.6e-5 of the output's largest magnitude,
@@ -44,6 +46,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule, cpu_float32_outside_autocast, is_plain_3x3
+
 log = logging.getLogger(__name__)
 
 
@@ -67,17 +71,7 @@ class WinogradRule:
     min_pixels: int = 32 * 64
 
     def takes_layer(self, conv: nn.Conv2d) -> bool:
-        return (
-            type(conv) is nn.Conv2d
-            and conv.kernel_size == (3, 3)
-            and conv.stride == (1, 1)
-            and conv.dilation == (1, 1)
-            and conv.groups == 1
-            and conv.padding_mode == "zeros"
-            and conv.padding == (1, 1)
-            and conv.out_channels >= self.min_out_channels
-            and conv.in_channels * conv.out_channels >= self.min_channel_product
-        )
+        return is_plain_3x3(conv) and conv.out_channels >= self.min_out_channels and conv.in_channels * conv.out_channels >= self.min_channel_product
 
     def takes_input(self, x: torch.Tensor) -> bool:
         return x.shape[-2] * x.shape[-1] >= self.min_pixels
@@ -128,13 +122,7 @@ def _as_format(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 def _runs_winograd(x: torch.Tensor, weight: torch.Tensor, rule: WinogradRule) -> bool:
     """float32 on the CPU, outside autocast, with an input the rule takes."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and weight.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-        and rule.takes_input(x)
-    )
+    return cpu_float32_outside_autocast(x, weight) and rule.takes_input(x)
 
 
 def winograd_available() -> bool:
@@ -232,16 +220,13 @@ def has_winograd_layers(model: nn.Module, rule: WinogradRule | None = None) -> b
     return any(isinstance(m, nn.Conv2d) and rule.takes_layer(m) for m in model.modules())
 
 
-def _replace_layers(model: nn.Module, rule: WinogradRule, make) -> list[str]:
-    if not winograd_available():
-        log.info("NNPACK is not available on this machine: no Winograd convolutions")
-        return []
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d) and rule.takes_layer(module)]
+def _replace_layers(model: nn.Module, takes, make) -> list[str]:
+    """Replace every ``nn.Conv2d`` of ``model`` that ``takes`` by ``make(conv)``; their names."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d) and takes(module)]
     for name in names:
         parent_name, _, leaf = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, leaf, make(getattr(parent, leaf), rule))
-    log.debug("Winograd (NNPACK) for %d convolutions: %s", len(names), ", ".join(names))
+        setattr(parent, leaf, make(getattr(parent, leaf)))
     return names
 
 
@@ -250,12 +235,27 @@ def use_winograd_training(model: nn.Module, rule: WinogradRule | None = None) ->
     :class:`TrainableWinogradConv2d` sharing its parameters; returns the replaced modules'
     names (none when NNPACK is not available here). State-dict keys do not change, so
     checkpoints load and save as before."""
-    return _replace_layers(model, rule or WinogradRule(), TrainableWinogradConv2d)
+    if not winograd_available():
+        log.info("NNPACK is not available on this machine: no Winograd convolutions")
+        return []
+    rule = rule or WinogradRule()
+    names = _replace_layers(model, rule.takes_layer, lambda conv: TrainableWinogradConv2d(conv, rule))
+    log.debug("Winograd (NNPACK) for %d convolutions in training: %s", len(names), ", ".join(names))
+    return names
 
 
-def use_winograd(model: nn.Module, rule: WinogradRule | None = None) -> list[str]:
+def use_winograd(model: nn.Module, rule: WinogradRule | None = None, tile_rule: TileRule | None = None) -> list[str]:
     """Replace, in place, every convolution of ``model`` that ``rule`` takes by a
-    :class:`WinogradConv2d` wrapping it; returns the replaced modules' names (none when
-    NNPACK is not available here, see :func:`winograd_available`)."""
-    return _replace_layers(model, rule or WinogradRule(), WinogradConv2d)
-
+    :class:`WinogradConv2d` (NNPACK) wrapping it, then every other one that ``tile_rule``
+    takes by a :class:`~hrseg.models.winograd_tiles.TiledWinogradConv2d` (HRNet's wide branch
+    convolutions); returns the replaced modules' names, NNPACK's first. Replaces nothing when
+    NNPACK is not available here (see :func:`winograd_available`): the ``winograd`` inference
+    path, which calls this, is then not chosen by ``auto``."""
+    if not winograd_available():
+        log.info("NNPACK is not available on this machine: no Winograd convolutions")
+        return []
+    rule, tile_rule = rule or WinogradRule(), tile_rule or TileRule()
+    nnpack = _replace_layers(model, rule.takes_layer, lambda conv: WinogradConv2d(conv, rule))
+    tiled = _replace_layers(model, lambda conv: tile_rule.takes_layer(conv) and not rule.takes_layer(conv), lambda conv: TiledWinogradConv2d(conv, tile_rule))
+    log.debug("Winograd for %d convolutions by NNPACK (%s) and %d by tiles", len(nnpack), ", ".join(nnpack), len(tiled))
+    return nnpack + tiled

@@ -12,7 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from hrseg.models import build_model
 from hrseg.models.winograd import TrainableWinogradConv2d, WinogradConv2d, WinogradRule, use_winograd, use_winograd_training, winograd_available
+from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule
 
 pytestmark = pytest.mark.skipif(not winograd_available(), reason="NNPACK does not run on this CPU")
 
@@ -116,6 +118,25 @@ def test_use_winograd_replaces_only_the_layers_the_rule_takes():
         WinogradConv2d(nn.Conv2d(80, 80, 1), SMALL_RULE)
 
 
+def test_use_winograd_gives_the_other_wide_layers_to_tiles():
+    model = nn.Sequential(conv(64, 80), conv(80, 48), conv(48, 40), nn.Conv2d(40, 40, 1))
+    x = torch.randn(1, 64, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+    assert use_winograd(model, SMALL_RULE, TileRule(min_channels=48, min_channel_pixels=48 * 64)) == ["0", "1"]
+    assert isinstance(model[0], WinogradConv2d) and isinstance(model[1], TiledWinogradConv2d)
+    assert type(model[2]) is nn.Conv2d and type(model[3]) is nn.Conv2d  # 40 outputs; 1x1
+    with torch.no_grad():
+        got = model(x)
+    assert ((got - expected).abs().max() / expected.abs().max()).item() <= TOL_SCALED
+    with torch.device("meta"):
+        w48 = build_model("hrnetv2_w48", "ocr", 19)
+    replaced = use_winograd(w48)
+    tiled = [m.conv for m in w48.modules() if isinstance(m, TiledWinogradConv2d)]
+    assert len(replaced) == 1 + len(tiled) and replaced[0] == "conv3x3_ocr.0"
+    assert {m.in_channels for m in tiled} == {96, 192, 384}  # the 1/8, 1/16 and 1/32 branches
+
+
 def test_default_rule_takes_ocr_layers_at_evaluation_sizes_only():
     rule = WinogradRule()
     assert rule.takes_layer(nn.Conv2d(720, 512, 3, padding=1)) and rule.takes_layer(nn.Conv2d(270, 512, 3, padding=1))
@@ -190,7 +211,6 @@ def test_training_trajectory_stays_within_float32_rounding_of_the_eager_loop():
     import copy
 
     from hrseg.engine.losses import SegmentationLoss
-    from hrseg.models import build_model
     from hrseg.recipe import LossConfig
 
     rule = WinogradRule(min_out_channels=160, min_channel_product=160 * 160, min_pixels=16 * 32)
