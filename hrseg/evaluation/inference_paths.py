@@ -13,7 +13,9 @@ Paths (``INFERENCE_PATHS``):
 ``folded``         fp32, every BatchNorm that directly follows a convolution folded into it.
 ``folded_cl``      ``folded`` + ``channels_last``.
 ``winograd``       ``folded_cl`` with the large 3x3 convolutions (OCR's ``conv3x3_ocr``) run by
-                   NNPACK's Winograd kernel on large inputs (CPU; ``hrseg.models.winograd``).
+                   NNPACK's Winograd kernel on large inputs, and HRNet's branch convolutions
+                   of 96+ channels by F(4x4, 3x3) matrix products (CPU;
+                   ``hrseg.models.winograd``, ``hrseg.models.winograd_tiles``).
 ``onnx``           the model exported to ONNX and run by ONNX Runtime (CPU provider); needs
                    ``onnxruntime`` (``pip install 'hrseg[onnx]'``).
 ``cuda_fp16``      ``folded_cl`` under fp16 autocast (CUDA only). **Opt-in: changes results
@@ -27,7 +29,10 @@ Paths (``INFERENCE_PATHS``):
                    (``benchmarks/bench_winograd.py``, ``benchmarks/RESULTS.md``, three runs):
                    W48+OCR at 512x1024 ``folded_cl`` 1.33-1.42x eager, ``onnx`` 1.37-1.52x,
                    ``winograd`` 1.51-1.75x; 6-scale evaluation of W18-Small-v2+OCR 1.21-1.34x
-                   and 1.34-1.46x over the official loop for ``folded_cl`` and ``winograd``.
+                   and 1.34-1.46x over the official loop for ``folded_cl`` and ``winograd``
+                   (before the branch tiles; with them and the host memory policy ``keep``,
+                   W48+OCR ``auto`` was 1.65-1.67x eager under the same policy in two runs of
+                   ``benchmarks/bench_host_memory.py``, 2026-12-03).
                    ``onnx``'s export costs about 12 s per preparation for W48.
 
 All fp32 paths differ from ``eager`` only by float32 rounding (tested on the parity fixture).

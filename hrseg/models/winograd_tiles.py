@@ -7,8 +7,9 @@ computes the same transform with PyTorch's own operators: the input tiles' trans
 output tiles' inverse transform are small matrix products over whole maps, and the 36
 channel-mixing products, which hold the multiplications, are one batched matrix product
 (MKL), 4x fewer multiply-adds than the direct convolution. On the 2-core development CPU a
-single 3x3 layer at W48's 512x1024 sizes ran 1.25x (96 channels at 64x128), 1.57x (192 at
-32x64) and 1.53x (384 at 16x32) faster than oneDNN's channels_last kernel, and 0.6-1.0x at
+single 3x3 layer at W48's 512x1024 sizes ran 1.23-1.25x (96 channels at 64x128), 1.56-1.57x
+(192 at 32x64) and 1.53-1.72x (384 at 16x32) faster than oneDNN's channels_last kernel (two
+runs), and 0.6-1.0x at
 48-72 channels, where the transforms' memory traffic outweighs the saved multiplications
 (``benchmarks/results/winograd.md``; :class:`TileRule` says which layers take it).
 
@@ -151,12 +152,12 @@ class TileRule:
     ``min_channels`` inputs and outputs, on inputs whose pixels times the layer's input
     channels reach ``min_channel_pixels``.
 
-    The defaults follow the "tiled" rows of ``benchmarks/bench_winograd.py`` (2-core
-    development CPU, 2026-12-03, ``benchmarks/results/winograd.md``): against oneDNN's
-    channels_last kernel, 96 channels ran 1.22-1.25x faster at 32x64 pixels and above, 128-144
-    channels 1.27-1.36x, 192 channels 1.25-1.77x and 384 channels 1.53-2.24x from 16x32 pixels;
-    below 65,536 channel-pixels (96 channels at 16x32, 144-384 at 8x16) they ran 0.79-0.94x, and
-    48-72 channels 0.61-1.02x at any size. In W48 that takes the 1/8, 1/16 and 1/32 branches
+    The defaults follow the "Branch layers" rows of ``benchmarks/bench_winograd.py`` (2-core
+    development CPU, two runs on 2026-12-03, the second in ``benchmarks/results/winograd.md``):
+    against oneDNN's channels_last kernel, 96 channels ran 1.07-1.25x faster at 32x64 pixels and
+    above, 128-144 channels 1.11-1.41x, 192 channels 1.25-1.84x and 384 channels 1.53-2.27x from
+    16x32 pixels; below 65,536 channel-pixels (96 channels at 16x32, 144-384 at 8x16 and less)
+    they ran 0.74-1.04x, and 48-72 channels 0.61-1.02x. In W48 that takes the 1/8, 1/16 and 1/32 branches
     (96, 192 and 384 channels) at 512x1024 (145 layers), in W18-Small-v2 the 1/32 branch (144
     channels) on inputs from 512x1024."""
 
