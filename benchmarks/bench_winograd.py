@@ -112,30 +112,37 @@ def _scaled_error(got: torch.Tensor, truth: torch.Tensor) -> float:
     return float((got.double() - truth).abs().max() / truth.abs().max())
 
 
+def _against_direct(cin: int, cout: int, height: int, width: int, wrap, rounds: int, probe: MatmulProbe):
+    """One He-initialised 3x3 layer and a channels_last input: oneDNN's direct kernel and
+    ``wrap(conv)`` timed interleaved, with their errors against float64. Returns the layer, the
+    input, ``{"direct", "other"}`` errors and median seconds."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, 3, padding=1).eval()
+    nn.init.kaiming_normal_(conv.weight)
+    x = torch.randn(1, cin, height, width).contiguous(memory_format=torch.channels_last)
+    direct = conv.to(memory_format=torch.channels_last)
+    other = wrap(conv)
+    with torch.no_grad():
+        truth = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+        errors = {"direct": _scaled_error(direct(x), truth), "other": _scaled_error(other(x), truth)}
+        seconds = median_interleaved({"direct": lambda: direct(x), "other": lambda: other(x)}, rounds, between=probe.time_once)
+    return conv, x, errors, seconds
+
+
 def measure_layers(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
     rows = []
     every_input = WinogradRule(min_out_channels=0, min_channel_product=0, min_pixels=0)
     default = WinogradRule()
     for cin, cout, height, width in shapes:
-        torch.manual_seed(0)
-        conv = nn.Conv2d(cin, cout, 3, padding=1).eval()
-        nn.init.kaiming_normal_(conv.weight)
-        x = torch.randn(1, cin, height, width).contiguous(memory_format=torch.channels_last)
-        direct = conv.to(memory_format=torch.channels_last)
-        winograd = WinogradConv2d(conv, every_input)
-        with torch.no_grad():
-            truth = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
-            errors = {"direct": _scaled_error(direct(x), truth), "winograd": _scaled_error(winograd(x), truth)}
-            runners = {"direct": lambda layer=direct, x=x: layer(x), "winograd": lambda layer=winograd, x=x: layer(x)}
-            seconds = median_interleaved(runners, rounds, between=probe.time_once)
+        conv, x, errors, seconds = _against_direct(cin, cout, height, width, lambda c: WinogradConv2d(c, every_input), rounds, probe)
         rows.append(
             {
                 "benchmark": "layer", "in_channels": cin, "out_channels": cout, "input": f"{height}x{width}",
                 "pixels": height * width, "channel_product": cin * cout,
-                "direct_ms": 1000 * seconds["direct"], "winograd_ms": 1000 * seconds["winograd"],
-                "speedup": seconds["direct"] / seconds["winograd"],
+                "direct_ms": 1000 * seconds["direct"], "winograd_ms": 1000 * seconds["other"],
+                "speedup": seconds["direct"] / seconds["other"],
                 "taken_by_default_rule": default.takes_layer(conv) and default.takes_input(x),
-                "direct_error": errors["direct"], "winograd_error": errors["winograd"],
+                "direct_error": errors["direct"], "winograd_error": errors["other"],
             }
         )  # fmt: skip
         r = rows[-1]
@@ -149,24 +156,14 @@ def measure_tiles(shapes, rounds: int, probe: MatmulProbe) -> list[dict]:
     rows = []
     every_input, default = TileRule(min_channels=1, min_channel_pixels=1), TileRule()
     for channels, height, width in shapes:
-        torch.manual_seed(0)
-        conv = nn.Conv2d(channels, channels, 3, padding=1).eval()
-        nn.init.kaiming_normal_(conv.weight)
-        x = torch.randn(1, channels, height, width).contiguous(memory_format=torch.channels_last)
-        direct = conv.to(memory_format=torch.channels_last)
-        tiled = TiledWinogradConv2d(conv, every_input)
-        with torch.no_grad():
-            truth = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
-            errors = {"direct": _scaled_error(direct(x), truth), "tiled": _scaled_error(tiled(x), truth)}
-            runners = {"direct": lambda layer=direct, x=x: layer(x), "tiled": lambda layer=tiled, x=x: layer(x)}
-            seconds = median_interleaved(runners, rounds, between=probe.time_once)
+        conv, x, errors, seconds = _against_direct(channels, channels, height, width, lambda c: TiledWinogradConv2d(c, every_input), rounds, probe)
         rows.append(
             {
                 "benchmark": "tiles", "channels": channels, "input": f"{height}x{width}", "pixels": height * width,
-                "direct_ms": 1000 * seconds["direct"], "tiled_ms": 1000 * seconds["tiled"],
-                "speedup": seconds["direct"] / seconds["tiled"],
+                "direct_ms": 1000 * seconds["direct"], "tiled_ms": 1000 * seconds["other"],
+                "speedup": seconds["direct"] / seconds["other"],
                 "taken_by_default_rule": default.takes_layer(conv) and default.takes_input(x),
-                "direct_error": errors["direct"], "tiled_error": errors["tiled"],
+                "direct_error": errors["direct"], "tiled_error": errors["other"],
             }
         )  # fmt: skip
         r = rows[-1]
