@@ -10,7 +10,7 @@ W18-Small-v2, at 1/4 of the input resolution), a third of W48+OCR's multiply-add
 half of W18-Small-v2+OCR's. On the 2-core development CPU it ran 1.6-2.1x faster this way for
 512x1024 and 1024x2048 inputs, the layout conversions included (``benchmarks/bench_winograd.py``).
 The backbone's branch convolutions (48-384 channels) are slower that way, or at best equal, at
-the sizes they run at; for inference, the wide ones (128 channels and more) go through
+the sizes they run at; for inference, the wide ones (96 channels and more) go through
 ``hrseg.models.winograd_tiles`` instead (F(4x4, 3x3) by batched matrix products, which pays
 at their sizes), and the narrow ones keep oneDNN's direct convolution.
 
