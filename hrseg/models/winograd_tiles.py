@@ -92,13 +92,18 @@ def transform_kernel(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(PATCH * PATCH, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
-def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, data_matrices: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """3x3, stride-1, padding-1 convolution of ``x`` (N, C, H, W) with a kernel transformed by
     :func:`transform_kernel` (36, C, K) and ``bias`` (K,) or None; the output (N, K, H, W) is
-    channels_last. ``x`` in any memory format (channels_last costs no copy)."""
+    channels_last. ``x`` in any memory format (channels_last costs no copy). ``data_matrices``:
+    ``(B^T, A^T)`` in ``x``'s dtype and device, made here when not given (a layer keeps its own,
+    so that its calls do not build them again)."""
     n, c, h, w = x.shape
     k = kernel.shape[2]
-    bt, _, at = (m.to(device=x.device, dtype=x.dtype) for m in transform_matrices())
+    if data_matrices is None:
+        bt, _, at = (m.to(device=x.device, dtype=x.dtype) for m in transform_matrices())
+    else:
+        bt, at = data_matrices
     rows, cols = -(-h // TILE), -(-w // TILE)
     tiles = n * rows * cols
     width = cols * TILE + 2
@@ -186,9 +191,12 @@ class TiledWinogradConv2d(nn.Module):
         self.rule = rule
         self.register_buffer("tile_kernel", transform_kernel(conv.weight), persistent=False)
         self.register_buffer("tile_bias", None if conv.bias is None else conv.bias.detach().clone(), persistent=False)
+        bt, _, at = transform_matrices(conv.weight.dtype)
+        self.register_buffer("tile_bt", bt.to(conv.weight.device), persistent=False)
+        self.register_buffer("tile_at", at.to(conv.weight.device), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
         if needs_grad or not cpu_float32_outside_autocast(x, self.tile_kernel) or not self.rule.takes_input(x):
             return self.conv(x)
-        return winograd_conv3x3(x, self.tile_kernel, self.tile_bias)
+        return winograd_conv3x3(x, self.tile_kernel, self.tile_bias, (self.tile_bt, self.tile_at))

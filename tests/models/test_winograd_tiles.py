@@ -69,6 +69,7 @@ def test_layer_runs_tiles_on_large_float32_inputs_without_autograd(monkeypatch):
         got = wrapped(x)
         assert calls == [(2, 16, 8, 12)]
         assert scaled_error(got, layer.weight, layer.bias, x) <= TOL_SCALED
+        assert torch.equal(got, tiled(x, wrapped.tile_kernel, wrapped.tile_bias))  # the layer's own B^T, A^T are the same
         small = torch.randn(1, 16, 3, 5)  # 16 x 15 channel-pixels < 256: the direct convolution
         assert torch.equal(wrapped(small), layer(small))
         assert wrapped.double()(torch.randn(1, 16, 8, 8, dtype=torch.float64)).dtype == torch.float64
