@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule, cpu_float32_outside_autocast, is_plain_3x3
+from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule, cpu_float32_outside_autocast, frozen_call_takes, is_plain_3x3
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,7 @@ class WinogradConv2d(nn.Module):
         self.register_buffer("nchw_bias", bias.contiguous().clone(), persistent=False)
 
     def _takes(self, x: torch.Tensor) -> bool:
-        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
-        return not needs_grad and _runs_winograd(x, self.nchw_weight, self.rule)
+        return frozen_call_takes(x, self.conv, self.nchw_weight, self.rule)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._takes(x):
@@ -220,6 +219,14 @@ def has_winograd_layers(model: nn.Module, rule: WinogradRule | None = None) -> b
     return any(isinstance(m, nn.Conv2d) and rule.takes_layer(m) for m in model.modules())
 
 
+def _nnpack_or_say_why() -> bool:
+    """:func:`winograd_available`, logging why nothing is replaced when it is False."""
+    if winograd_available():
+        return True
+    log.info("NNPACK is not available on this machine: no Winograd convolutions")
+    return False
+
+
 def _replace_layers(model: nn.Module, takes, make) -> list[str]:
     """Replace every ``nn.Conv2d`` of ``model`` that ``takes`` by ``make(conv)``; their names."""
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d) and takes(module)]
@@ -235,8 +242,7 @@ def use_winograd_training(model: nn.Module, rule: WinogradRule | None = None) ->
     :class:`TrainableWinogradConv2d` sharing its parameters; returns the replaced modules'
     names (none when NNPACK is not available here). State-dict keys do not change, so
     checkpoints load and save as before."""
-    if not winograd_available():
-        log.info("NNPACK is not available on this machine: no Winograd convolutions")
+    if not _nnpack_or_say_why():
         return []
     rule = rule or WinogradRule()
     names = _replace_layers(model, rule.takes_layer, lambda conv: TrainableWinogradConv2d(conv, rule))
@@ -251,8 +257,7 @@ def use_winograd(model: nn.Module, rule: WinogradRule | None = None, tile_rule: 
     convolutions); returns the replaced modules' names, NNPACK's first. Replaces nothing when
     NNPACK is not available here (see :func:`winograd_available`): the ``winograd`` inference
     path, which calls this, is then not chosen by ``auto``."""
-    if not winograd_available():
-        log.info("NNPACK is not available on this machine: no Winograd convolutions")
+    if not _nnpack_or_say_why():
         return []
     rule, tile_rule = rule or WinogradRule(), tile_rule or TileRule()
     nnpack = _replace_layers(model, rule.takes_layer, lambda conv: WinogradConv2d(conv, rule))

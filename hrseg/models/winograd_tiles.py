@@ -151,6 +151,14 @@ def cpu_float32_outside_autocast(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
 
 
+def frozen_call_takes(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, rule) -> bool:
+    """Whether an inference-only Winograd layer wrapping ``conv`` (its own copy of the weights
+    is ``weight``) computes this call: no autograd is needed, ``x`` and ``weight`` are float32
+    on the CPU outside autocast, and ``rule`` (anything with ``takes_input``) takes ``x``."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
+    return not needs_grad and cpu_float32_outside_autocast(x, weight) and rule.takes_input(x)
+
+
 @dataclass(frozen=True)
 class TileRule:
     """Which 3x3 convolutions :class:`TiledWinogradConv2d` takes: those with at least
@@ -196,7 +204,6 @@ class TiledWinogradConv2d(nn.Module):
         self.register_buffer("tile_at", at.to(conv.weight.device), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
-        if needs_grad or not cpu_float32_outside_autocast(x, self.tile_kernel) or not self.rule.takes_input(x):
+        if not frozen_call_takes(x, self.conv, self.tile_kernel, self.rule):
             return self.conv(x)
         return winograd_conv3x3(x, self.tile_kernel, self.tile_bias, (self.tile_bt, self.tile_at))
