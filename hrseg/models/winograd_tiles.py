@@ -20,7 +20,8 @@ output tile is ``A^T [(G g G^T) * (B^T d B)] A`` summed over
 input channels, where ``g`` is a 3x3 kernel and ``d`` a patch. ``G g G^T`` is computed once
 per layer in float64 and stored (36 x in x out floats, 4x the weight). Per call:
 
-1. zero-pad the channels_last input by one pixel (and up to a multiple of 4);
+1. zero-pad the channels_last input by one pixel (and up to a multiple of 4), writing zeros
+   only to the border;
 2. ``B^T`` along the rows of all patches at once (one product of a 6x6 matrix with the
    padded rows, read through a strided view);
 3. gather the 6x6 patches into (6, 6, tiles, channels) and apply ``B`` along the columns;
@@ -107,7 +108,12 @@ def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor |
     rows, cols = -(-h // TILE), -(-w // TILE)
     tiles = n * rows * cols
     width = cols * TILE + 2
-    padded = x.new_zeros((n, rows * TILE + 2, width, c))
+    # zero only the border (one pixel, and up to the tiles' multiple of 4), then copy the interior
+    padded = x.new_empty((n, rows * TILE + 2, width, c))
+    padded[:, 0].zero_()
+    padded[:, h + 1 :].zero_()
+    padded[:, 1 : h + 1, 0].zero_()
+    padded[:, 1 : h + 1, w + 1 :].zero_()
     padded[:, 1 : h + 1, 1 : w + 1] = x.permute(0, 2, 3, 1)
     s_n, s_h = padded.stride(0), padded.stride(1)
     # 2. B^T along the rows of every patch: (n, rows, 6 row positions, width * c)

@@ -53,6 +53,19 @@ def test_convolution_matches_float64(shape, out_channels, bias, channels_last):
     assert scaled_error(got, weight, b, x) <= TOL_SCALED
 
 
+@pytest.mark.parametrize("shape", [(1, 16, 16, 32), (2, 24, 13, 21), (1, 8, 7, 5), (1, 8, 1, 1)])
+def test_padding_writes_every_border_element_it_reads(monkeypatch, shape):
+    """The padded buffer starts uninitialised and only its border is zeroed: filling fresh buffers
+    with NaN must not change a single output bit (a missed border element would spread NaN)."""
+    torch.manual_seed(0)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    kernel, bias = transform_kernel(torch.randn(8, shape[1], 3, 3)), torch.randn(8)
+    expected = winograd_conv3x3(x, kernel, bias)
+    new_empty = torch.Tensor.new_empty
+    monkeypatch.setattr(torch.Tensor, "new_empty", lambda self, size, **kw: new_empty(self, size, **kw).fill_(float("nan")))
+    assert torch.equal(winograd_conv3x3(x, kernel, bias), expected)
+
+
 def conv(cin: int = 16, cout: int = 16, **kwargs) -> nn.Conv2d:
     torch.manual_seed(0)
     return nn.Conv2d(cin, cout, 3, padding=1, **kwargs).eval()
