@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule, cpu_float32_outside_autocast, frozen_call_takes, is_plain_3x3
+from hrseg.models.winograd_tiles import TiledWinogradConv2d, TileRule, cpu_float32_call_takes, frozen_call_takes, is_plain_3x3
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,6 @@ def _as_format(y: torch.Tensor, channels_last: bool) -> torch.Tensor:
     for i in range(n):
         out[i].view(h * w, c).copy_(y[i].view(c, h * w).t())
     return out.permute(0, 3, 1, 2)
-
-
-def _runs_winograd(x: torch.Tensor, weight: torch.Tensor, rule: WinogradRule) -> bool:
-    """float32 on the CPU, outside autocast, with an input the rule takes."""
-    return cpu_float32_outside_autocast(x, weight) and rule.takes_input(x)
 
 
 def winograd_available() -> bool:
@@ -204,7 +199,7 @@ class TrainableWinogradConv2d(nn.Conv2d):
         self.rule = rule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _runs_winograd(x, self.weight, self.rule):
+        if not cpu_float32_call_takes(x, self.weight, self.rule):
             return super().forward(x)
         return _WinogradConvFunction.apply(x, self.weight, self.bias)
 

@@ -93,6 +93,12 @@ def transform_kernel(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(PATCH * PATCH, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
+def data_transforms(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B^T, A^T)``, the two matrices :func:`winograd_conv3x3` applies to the data."""
+    bt, _, at = transform_matrices(dtype)
+    return bt.to(device), at.to(device)
+
+
 def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, data_matrices: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """3x3, stride-1, padding-1 convolution of ``x`` (N, C, H, W) with a kernel transformed by
     :func:`transform_kernel` (36, C, K) and ``bias`` (K,) or None; the output (N, K, H, W) is
@@ -101,10 +107,7 @@ def winograd_conv3x3(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor |
     so that its calls do not build them again)."""
     n, c, h, w = x.shape
     k = kernel.shape[2]
-    if data_matrices is None:
-        bt, _, at = (m.to(device=x.device, dtype=x.dtype) for m in transform_matrices())
-    else:
-        bt, at = data_matrices
+    bt, at = data_transforms(x.dtype, x.device) if data_matrices is None else data_matrices
     rows, cols = -(-h // TILE), -(-w // TILE)
     tiles = n * rows * cols
     width = cols * TILE + 2
@@ -151,18 +154,19 @@ def is_plain_3x3(conv: nn.Module) -> bool:
     )
 
 
-def cpu_float32_outside_autocast(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """``x`` and ``weight`` are float32 CPU tensors and CPU autocast is off: where the CPU
-    Winograd layers compute (anything else runs the direct convolution)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+def cpu_float32_call_takes(x: torch.Tensor, weight: torch.Tensor, rule) -> bool:
+    """Whether a CPU Winograd layer computes this call (anything else runs the direct
+    convolution): ``x`` and ``weight`` are float32 CPU tensors, CPU autocast is off, and
+    ``rule`` (anything with ``takes_input``) takes ``x``."""
+    on_cpu_float32 = x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+    return on_cpu_float32 and not torch.is_autocast_enabled("cpu") and rule.takes_input(x)
 
 
 def frozen_call_takes(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, rule) -> bool:
     """Whether an inference-only Winograd layer wrapping ``conv`` (its own copy of the weights
-    is ``weight``) computes this call: no autograd is needed, ``x`` and ``weight`` are float32
-    on the CPU outside autocast, and ``rule`` (anything with ``takes_input``) takes ``x``."""
+    is ``weight``) computes this call: no autograd is needed and :func:`cpu_float32_call_takes`."""
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
-    return not needs_grad and cpu_float32_outside_autocast(x, weight) and rule.takes_input(x)
+    return not needs_grad and cpu_float32_call_takes(x, weight, rule)
 
 
 @dataclass(frozen=True)
@@ -205,9 +209,9 @@ class TiledWinogradConv2d(nn.Module):
         self.rule = rule
         self.register_buffer("tile_kernel", transform_kernel(conv.weight), persistent=False)
         self.register_buffer("tile_bias", None if conv.bias is None else conv.bias.detach().clone(), persistent=False)
-        bt, _, at = transform_matrices(conv.weight.dtype)
-        self.register_buffer("tile_bt", bt.to(conv.weight.device), persistent=False)
-        self.register_buffer("tile_at", at.to(conv.weight.device), persistent=False)
+        bt, at = data_transforms(conv.weight.dtype, conv.weight.device)
+        self.register_buffer("tile_bt", bt, persistent=False)
+        self.register_buffer("tile_at", at, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not frozen_call_takes(x, self.conv, self.tile_kernel, self.rule):
